@@ -1,0 +1,337 @@
+"""Waste-photo folders as a ``LightningDataModule``.
+
+Layout (the contract)::
+
+    ROOT/train/<Class>/*.jpg   ROOT/val/<Class>/*.jpg   ROOT/test/NoLabel/*.jpg
+
+Class names come from the folders, sorted, and must be identical in ``train/`` and ``val/``.
+Batches are ``(images, labels, indices)``: ``images`` uint8 ``B x 3 x S x S`` at the base size
+``S = image_size``; the training module resizes and normalises a view for each model.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from distill.transforms import AUGMENTATIONS, augmentation, to_square
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+UNLABELED = -1
+
+
+class ImageLoadError(RuntimeError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # UNLABELED for prediction images
+
+
+# ---------------------------------------------------------------- files and layout
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files in ``folder`` (not recursive), sorted by name; hidden and non-image files ignored."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def list_classes(split_dir: Path) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of ``split_dir``."""
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_split(split_dir: Path, class_names: list[str]) -> list[Sample]:
+    """Every image of ``split_dir/<Class>/`` labelled with the index of its class in ``class_names``."""
+    samples = []
+    for label, name in enumerate(class_names):
+        samples += [Sample(p, label) for p in list_images(split_dir / name)]
+    return samples
+
+
+def read_layout(root: str | Path) -> tuple[list[str], list[Sample], list[Sample]]:
+    """Parse ``root`` into (class names, train samples, val samples); raise a clear error on a bad layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root not found: {root} (expected ROOT/train/<Class>/ and ROOT/val/<Class>/)")
+    train_dir, val_dir = root / "train", root / "val"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir} is missing: expected ROOT/train/<Class>/*.jpg")
+    classes = list_classes(train_dir)
+    if len(classes) < 2:
+        raise ValueError(f"{train_dir}: found {len(classes)} class folder(s) {classes}; need at least 2")
+    val: list[Sample] = []
+    if val_dir.is_dir():
+        val_classes = list_classes(val_dir)
+        if val_classes != classes:
+            only_train = sorted(set(classes) - set(val_classes))
+            only_val = sorted(set(val_classes) - set(classes))
+            raise ValueError(f"class folders differ between {train_dir} and {val_dir}: only in train: {only_train}, "
+                             f"only in val: {only_val}. Both splits must hold the same class folders.")
+        val = scan_split(val_dir, classes)
+    train = scan_split(train_dir, classes)
+    counts = Counter(s.label for s in train + val)
+    empty = [c for i, c in enumerate(classes) if counts[i] == 0]
+    if empty:
+        raise ValueError(f"{root}: class folder(s) with no images in train/ or val/: {empty}")
+    return classes, train, val
+
+
+def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded stratified split of indices: ``round(fraction * n_c)`` of each class (at least 1 when the
+    class has 2 or more images) go to the second list."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    for label in sorted(by_class):
+        idx = np.array(by_class[label])
+        rng.shuffle(idx)
+        n_val = int(round(fraction * len(idx)))
+        if len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        else:
+            n_val = 0
+        val_idx += idx[:n_val].tolist()
+        train_idx += idx[n_val:].tolist()
+    return sorted(train_idx), sorted(val_idx)
+
+
+# ---------------------------------------------------------------- decoding
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode ``path`` as HxWx3 uint8 RGB: EXIF orientation applied; L, LA, P, RGBA, CMYK, I;16 and other
+    modes converted (alpha composited on black). Raises ``ImageLoadError`` naming the file."""
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                peak = 65535.0 if arr.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8), "L")
+            elif im.mode == "F":
+                arr = np.asarray(im, dtype=np.float64)
+                im = Image.fromarray(np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L")
+            if im.mode in ("P", "PA"):
+                im = im.convert("RGBA")
+            if im.mode == "LA":
+                im = im.convert("RGBA")
+            if im.mode == "RGBA":
+                rgb = Image.new("RGB", im.size, (0, 0, 0))
+                rgb.paste(im, mask=im.getchannel("A"))
+                im = rgb
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Exception as err:
+        raise ImageLoadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageLoadError(f"cannot read image {path}: empty image")
+    return np.ascontiguousarray(arr)
+
+
+def load_square(path: str | Path, size: int, keep_aspect: bool = True) -> np.ndarray:
+    """``load_rgb`` then ``to_square`` at ``size``: the base image every transform starts from."""
+    return to_square(load_rgb(path), size, keep_aspect)
+
+
+# ---------------------------------------------------------------- datasets
+
+class ImageDataset(Dataset):
+    """Samples -> ``(uint8 3xSxS tensor, label, index)``; optionally backed by a decoded-image cache."""
+
+    def __init__(self, samples: list[Sample], size: int, augment: str = "none", keep_aspect: bool = True,
+                 cache: "np.ndarray | None" = None):
+        self.samples = samples
+        self.size = size
+        self.keep_aspect = keep_aspect
+        self.augment_name = augment
+        self.augment = augmentation(augment)
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def base_image(self, index: int) -> np.ndarray:
+        if self.cache is not None:
+            return self.cache[index]
+        return load_square(self.samples[index].path, self.size, self.keep_aspect)
+
+    def __getitem__(self, index: int):
+        image = self.base_image(index)
+        if self.augment_name != "none":
+            # albumentations keeps its own RNG: seed it from torch's, which Lightning seeds per worker.
+            self.augment.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+            image = self.augment(image=image)["image"]
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+        return tensor, self.samples[index].label, index
+
+
+def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str,
+               keep: bool = True) -> tuple["np.ndarray | None", list[int], list[str]]:
+    """Decode every sample once (with a progress bar). Returns (uint8 N x S x S x 3 cache or None,
+    indices of readable samples, error messages of unreadable ones)."""
+    from tqdm.auto import tqdm
+
+    cache = np.empty((len(samples), size, size, 3), dtype=np.uint8) if keep else None
+    good: list[int] = []
+    errors: dict[str, str] = {}
+    for i, sample in enumerate(tqdm(samples, desc=desc, unit="img", leave=False)):
+        try:
+            image = load_square(sample.path, size, keep_aspect)
+        except ImageLoadError as err:
+            errors[str(sample.path)] = str(err)
+            continue
+        if cache is not None:
+            cache[len(good)] = image
+        good.append(i)
+    if cache is not None:
+        cache = cache[: len(good)]
+    return cache, good, errors
+
+
+# ---------------------------------------------------------------- datamodule
+
+class WasteDataModule(L.LightningDataModule):
+    """Train/val/predict data for the ``ROOT/{train,val,test/NoLabel}`` layout.
+
+    Args:
+        root: data folder.
+        image_size: base square size every image is brought to (the largest input any model of the run needs).
+        val_mode: ``given`` uses ``val/`` as is; ``merge`` pools train+val and draws a stratified,
+            seeded validation split of ``val_fraction``.
+        augment: augmentation preset for training: ``none``, ``light`` or ``strong``.
+        keep_aspect: pad to square before resizing (default) instead of a plain square resize.
+        cache_images: decode every image once into RAM at ``image_size`` (uint8) and reuse it.
+        strict: raise on an unreadable training image instead of skipping it with a warning.
+        balanced_sampler: draw training images with class-balanced probabilities.
+        predict_dir: folder of images to predict (default ``ROOT/test/NoLabel``).
+    """
+
+    def __init__(self, root: str, image_size: int = 224, val_mode: str = "given", val_fraction: float = 0.15,
+                 seed: int = 0, batch_size: int = 64, num_workers: int = 0, augment: str = "light",
+                 keep_aspect: bool = True, cache_images: bool = True, strict: bool = False,
+                 balanced_sampler: bool = False, predict_dir: str | None = None):
+        super().__init__()
+        if val_mode not in ("given", "merge"):
+            raise ValueError(f"val_mode={val_mode!r}: choose 'given' or 'merge'")
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment={augment!r}: choose one of {AUGMENTATIONS}")
+        if image_size < 8:
+            raise ValueError(f"image_size={image_size} is too small (>= 8)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.class_names, train, val = read_layout(self.root)
+        if val_mode == "merge" or not val:
+            pooled = train + val
+            if not val:
+                log.warning("%s has no val/ folder: drawing a stratified %.0f%% validation split from train/",
+                            self.root, 100 * val_fraction)
+            tr, va = stratified_split([s.label for s in pooled], val_fraction, seed)
+            train, val = [pooled[i] for i in tr], [pooled[i] for i in va]
+        self.train_samples, self.val_samples = train, val
+        self.predict_dir = Path(predict_dir) if predict_dir else self.root / "test" / "NoLabel"
+        self.skipped_files: list[str] = []
+        self._prepared = False
+        self.train_set: ImageDataset | None = None
+        self.val_set: ImageDataset | None = None
+        self.predict_set: ImageDataset | None = None
+
+    # -- facts about the data, available right after __init__
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Training images per class (after unreadable files are dropped, once set up)."""
+        counts = Counter(s.label for s in self.train_samples)
+        return [counts[i] for i in range(self.num_classes)]
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped_files)
+
+    # -- lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in (None, "fit", "validate", "test") and not self._prepared:
+            self._prepare_labelled()
+        if stage in (None, "predict") and self.predict_set is None:
+            samples = predict_samples(self.predict_dir)
+            cache, _, errors = decode_all(samples, hp.image_size, hp.keep_aspect, "decoding test images",
+                                          keep=hp.cache_images)
+            if errors:
+                raise ImageLoadError(f"{len(errors)} unreadable image(s) in {self.predict_dir}; a submission needs a "
+                                     "row for every image:\n  " + "\n  ".join(errors.values()))
+            self.predict_set = ImageDataset(samples, hp.image_size, "none", hp.keep_aspect, cache)
+
+    def _prepare_labelled(self) -> None:
+        hp = self.hparams
+        train_cache, good_train, err_train = decode_all(self.train_samples, hp.image_size, hp.keep_aspect,
+                                                        "decoding train images", keep=hp.cache_images)
+        val_cache, good_val, err_val = decode_all(self.val_samples, hp.image_size, hp.keep_aspect,
+                                                  "decoding val images", keep=hp.cache_images)
+        errors = {**err_train, **err_val}
+        if errors:
+            listing = "\n  ".join(errors.values())
+            if hp.strict:
+                raise ImageLoadError(f"{len(errors)} unreadable training image(s) (strict mode):\n  {listing}")
+            warnings.warn(f"skipped {len(errors)} unreadable image(s):\n  {listing}", stacklevel=2)
+        self.skipped_files = list(errors)
+        self.train_samples = [self.train_samples[i] for i in good_train]
+        self.val_samples = [self.val_samples[i] for i in good_val]
+        if hp.cache_images:
+            mb = (train_cache.nbytes + val_cache.nbytes) / 2**20
+            log.info("image cache: %d images at %dpx, %.1f MiB", len(good_train) + len(good_val), hp.image_size, mb)
+        self.train_set = ImageDataset(self.train_samples, hp.image_size, hp.augment, hp.keep_aspect, train_cache)
+        self.val_set = ImageDataset(self.val_samples, hp.image_size, "none", hp.keep_aspect, val_cache)
+        self._prepared = True
+
+    def _loader(self, dataset: Dataset, shuffle: bool, sampler=None) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = None
+        if self.hparams.balanced_sampler:
+            counts = self.class_counts
+            weights = [1.0 / counts[s.label] for s in self.train_samples]
+            sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True)
+        return self._loader(self.train_set, shuffle=True, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, shuffle=False)
+
+
+def predict_samples(folder: Path) -> list[Sample]:
+    """Every image of ``folder``, sorted by file name, unlabelled."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"prediction folder not found: {folder} (expected ROOT/test/NoLabel/ or set predict_dir)")
+    images = list_images(folder)
+    if not images:
+        raise FileNotFoundError(f"no images in prediction folder {folder}")
+    return [Sample(p, UNLABELED) for p in images]

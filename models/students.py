@@ -1,0 +1,260 @@
+"""Tiny students built only from plain torch modules, from a compact, readable spec.
+
+A spec is a stem conv followed by stages of blocks, then global pooling and a linear head:
+
+    StudentSpec(input_size=64, stem=16, stages=[Stage("ds", 24, stride=2), ...])
+
+or the same thing as a dict (what YAML gives):
+
+    {"input_size": 64, "stem": 16, "stages": [{"block": "ds", "out": 24, "stride": 2}, ...]}
+
+Block types:
+- ``conv``: 3x3 (or ``kernel``) conv, BN, activation.
+- ``ds``: depthwise-separable: depthwise kxk conv, BN, act, then 1x1 conv, BN, act.
+- ``ir``: MobileNetV2 inverted residual: 1x1 expand (``expand`` x), depthwise kxk, linear 1x1
+  project; identity shortcut when stride 1 and channels match.
+
+Only ``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.ReLU``/``nn.ReLU6``/``nn.Hardswish``, pooling,
+``nn.Flatten``, ``nn.Dropout`` and ``nn.Linear`` hold computation, so any hook-based MAC counter
+sees every multiply-add.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.common import Preprocess
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
+BLOCKS = ("conv", "ds", "ir")
+
+
+@dataclass
+class Stage:
+    """``repeats`` blocks of one type; the first has ``stride``, the rest stride 1."""
+
+    block: str
+    out: int
+    stride: int = 1
+    repeats: int = 1
+    expand: float = 1.0
+    kernel: int = 3
+
+
+@dataclass
+class StudentSpec:
+    """Full description of a student. ``width`` multiplies every channel count."""
+
+    input_size: int = 64
+    stem: int = 16
+    stem_stride: int = 2
+    stages: list[Stage] = field(default_factory=list)
+    head: int = 0  # optional 1x1 conv before pooling (0 = none)
+    act: str = "relu"
+    width: float = 1.0
+    dropout: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StudentSpec":
+        data = dict(data)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"student spec: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        stages = []
+        for i, s in enumerate(data.pop("stages", [])):
+            if isinstance(s, Stage):
+                stages.append(s)
+            elif isinstance(s, dict):
+                bad = set(s) - set(Stage.__dataclass_fields__)
+                if bad:
+                    raise ValueError(f"student spec: stage {i} has unknown keys {sorted(bad)}")
+                stages.append(Stage(**s))
+            else:  # compact row: [block, out, stride, repeats, expand, kernel]
+                stages.append(Stage(*s))
+        return cls(stages=stages, **data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"student spec: act={self.act!r}; choose one of {sorted(ACTIVATIONS)}")
+        if self.width <= 0:
+            raise ValueError(f"student spec: width must be > 0, got {self.width}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"student spec: dropout must be in [0, 1), got {self.dropout}")
+        for i, s in enumerate(self.stages):
+            if s.block not in BLOCKS:
+                raise ValueError(f"student spec: stage {i} block={s.block!r}; choose one of {BLOCKS}")
+            if s.out < 1 or s.repeats < 1 or s.stride not in (1, 2) or s.kernel % 2 == 0:
+                raise ValueError(f"student spec: stage {i} has invalid values {s}")
+        if self.input_size < self.total_stride:
+            raise ValueError(
+                f"student spec: input_size={self.input_size} is smaller than the network's total stride "
+                f"{self.total_stride}; use input_size >= {self.total_stride}"
+            )
+
+    @property
+    def total_stride(self) -> int:
+        stride = self.stem_stride
+        for s in self.stages:
+            stride *= s.stride
+        return stride
+
+
+def _channels(c: float, width: float) -> int:
+    """Scale a channel count by ``width`` and round to a multiple of 4 (at least 4)."""
+    return max(4, int(round(c * width / 4)) * 4)
+
+
+def conv_bn_act(cin: int, cout: int, kernel: int, stride: int, groups: int, act: str | None) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act is not None:
+        layers.append(ACTIVATIONS[act](inplace=True) if act != "hardswish" else nn.Hardswish())
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block; the shortcut is a tensor addition (no MACs)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: float, kernel: int, act: str):
+        super().__init__()
+        hidden = _channels(cin * expand, 1.0) if expand != 1 else cin
+        layers = []
+        if hidden != cin:
+            layers.append(conv_bn_act(cin, hidden, 1, 1, 1, act))
+        layers.append(conv_bn_act(hidden, hidden, kernel, stride, hidden, act))
+        layers.append(conv_bn_act(hidden, cout, 1, 1, 1, None))
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return x + out if self.residual else out
+
+
+def _make_block(kind: str, cin: int, cout: int, stride: int, expand: float, kernel: int, act: str) -> nn.Module:
+    if kind == "conv":
+        return conv_bn_act(cin, cout, kernel, stride, 1, act)
+    if kind == "ds":
+        return nn.Sequential(conv_bn_act(cin, cin, kernel, stride, cin, act), conv_bn_act(cin, cout, 1, 1, 1, act))
+    return InvertedResidual(cin, cout, stride, expand, kernel, act)
+
+
+class Student(nn.Module):
+    """``features`` (stem + stages + optional head conv) then ``classifier`` (pool, flatten, dropout, linear)."""
+
+    def __init__(self, spec: StudentSpec, num_classes: int):
+        super().__init__()
+        spec.validate()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.spec = copy.deepcopy(spec)
+        self.preprocess = Preprocess(spec.input_size)
+        w = spec.width
+        cin = _channels(spec.stem, w)
+        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, spec.stem_stride, 1, spec.act)]
+        for stage in spec.stages:
+            cout = _channels(stage.out, w)
+            for r in range(stage.repeats):
+                stride = stage.stride if r == 0 else 1
+                layers.append(_make_block(stage.block, cin, cout, stride, stage.expand, stage.kernel, spec.act))
+                cin = cout
+        if spec.head:
+            head = _channels(spec.head, w)
+            layers.append(conv_bn_act(cin, head, 1, 1, 1, spec.act))
+            cin = head
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(cin, num_classes)
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _s(block: str, out: int, stride: int = 1, repeats: int = 1, expand: float = 1.0, kernel: int = 3) -> Stage:
+    return Stage(block, out, stride, repeats, expand, kernel)
+
+
+# Named presets, smallest first. MACs (fvcore, at the preset's input size) are checked by tests.
+PRESETS: dict[str, StudentSpec] = {
+    # ~0.3 MMACs at 64 px: depthwise-separable stages, narrow stem
+    "nano": StudentSpec(64, stem=4, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64), _s("ds", 96)]),
+    # ~0.6 MMACs at 64 px
+    "micro": StudentSpec(64, stem=8, stages=[_s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64, 2), _s("ds", 128)]),
+    # ~0.95 MMACs at 64 px: the default student for a 1 MMAC budget
+    "tiny": StudentSpec(64, stem=8, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
+                                            _s("ds", 128)]),
+    # ~2.3 MMACs at 80 px
+    "small": StudentSpec(80, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
+                                              _s("ds", 96), _s("ds", 192)]),
+    # ~5 MMACs at 112 px: inverted residuals in the last stages
+    "base": StudentSpec(112, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
+                                              _s("ir", 96, 1, 1, 2), _s("ds", 192)]),
+}
+
+
+def student_spec(spec: str | dict | StudentSpec, input_size: int | None = None, width: float | None = None) -> StudentSpec:
+    """Resolve a preset name, dict or spec into a fresh ``StudentSpec`` with optional overrides."""
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise ValueError(f"unknown student preset {spec!r}; choose one of {sorted(PRESETS)} or give a spec dict")
+        resolved = copy.deepcopy(PRESETS[spec])
+    elif isinstance(spec, StudentSpec):
+        resolved = copy.deepcopy(spec)
+    elif isinstance(spec, dict):
+        resolved = StudentSpec.from_dict(spec)
+    else:
+        raise TypeError(f"student spec must be a preset name, dict or StudentSpec, got {type(spec).__name__}")
+    if input_size is not None:
+        resolved.input_size = int(input_size)
+    if width is not None:
+        resolved.width = float(width)
+    resolved.validate()
+    return resolved
+
+
+def build_student(spec: str | dict | StudentSpec, num_classes: int, input_size: int | None = None,
+                  width: float | None = None) -> Student:
+    """Build a student from a preset name, a spec dict or a ``StudentSpec``."""
+    return Student(student_spec(spec, input_size, width), num_classes)
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    fused.weight.data = conv.weight.detach() * scale.reshape(-1, 1, 1, 1)
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.data = (bias - bn.running_mean) * scale + bn.bias.detach()
+    return fused
+
+
+def fuse_bn(model: nn.Module) -> nn.Module:
+    """Return an eval-mode copy where every ``Conv2d`` directly followed by a ``BatchNorm2d`` inside an
+    ``nn.Sequential`` is replaced by one conv with bias (the BN becomes ``nn.Identity``)."""
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = module._modules[a], module._modules[b]
+            if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats:
+                module._modules[a] = _fold(conv, bn)
+                module._modules[b] = nn.Identity()
+    return model

