@@ -1,0 +1,113 @@
+"""Writing the submission and its report from one prediction pass of the single student."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from distill.checkpoint import atomic_write_text
+from distill.complexity import competition_score
+
+LAYOUTS = ("csv", "competition")
+
+
+class RuleViolationError(RuntimeError):
+    """The student breaks the competition's rules and the user did not override the check."""
+
+
+def free_output_dir(out_dir: Path, overwrite: bool, filename: str = "submission.csv") -> Path:
+    """``out_dir``, or a fresh ``out_dir/version_N`` when a finished submission is already there."""
+    if overwrite or not (out_dir / filename).exists():
+        return out_dir
+    n = 1
+    while (out_dir / f"version_{n}" / filename).exists():
+        n += 1
+    return out_dir / f"version_{n}"
+
+
+def submission_rows(names: list[str], preds: list[int], class_names: list[str]) -> list[tuple[str, str]]:
+    """(file name, class name) rows sorted by file name."""
+    return sorted((n, class_names[p]) for n, p in zip(names, preds))
+
+
+def render_csv(rows: list[tuple[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "label"])
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def render_competition(rows: list[tuple[str, str]], macs: int) -> str:
+    """The competition's own layout: ``{"macs": N, "submission": {"<file name>": "<Class>", ...}}``."""
+    return json.dumps({"macs": int(macs), "submission": dict(rows)}, ensure_ascii=False, indent=1)
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """After ``predict``: ``submission.csv`` (``image,label``, one row per image, sorted by name) and
+    ``report.json`` beside it.
+
+    Args:
+        out_dir: where to write (default: the trainer's ``default_root_dir``). A finished submission there
+            is never overwritten silently: a new ``version_N`` folder is used unless ``overwrite``.
+        layout: ``csv``, or ``competition`` for the JSON ``{"macs": N, "submission": {...}}`` saved under the
+            same name.
+        allow_rule_violations: write a submission even if the student fails the rules check.
+        overwrite: replace an existing submission in ``out_dir``.
+    """
+
+    def __init__(self, out_dir: str | None = None, layout: str = "csv", allow_rule_violations: bool = False,
+                 overwrite: bool = False):
+        super().__init__(write_interval="epoch")
+        if layout not in LAYOUTS:
+            raise ValueError(f"submission.layout={layout!r}: choose one of {LAYOUTS}")
+        self.out_dir, self.layout = out_dir, layout
+        self.allow_rule_violations, self.overwrite = allow_rule_violations, overwrite
+        self.written: Path | None = None
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            raise RuntimeError("predict writes one submission: run it on a single device (--trainer.devices 1)")
+        violations = pl_module.student_complexity()["rule_violations"]
+        if violations and not self.allow_rule_violations:
+            raise RuleViolationError("the student breaks the competition rules, refusing to write a submission "
+                                     "(set --submission.allow_rule_violations true to override):\n  "
+                                     + "\n  ".join(violations))
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any,
+                           batch_indices: Any) -> None:
+        dataset = trainer.datamodule.predict_set
+        index = torch.cat([p["index"] for p in predictions]).tolist()
+        preds = torch.cat([p["pred"] for p in predictions]).tolist()
+        if sorted(index) != list(range(len(dataset))):
+            raise RuntimeError(f"prediction covered {len(set(index))} of {len(dataset)} images; refusing to write "
+                               "an incomplete submission")
+        names = [dataset.samples[i].path.name for i in index]
+        class_names = trainer.datamodule.class_names
+        rows = submission_rows(names, preds, class_names)
+        complexity = pl_module.student_complexity()
+        out = free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
+        text = render_csv(rows) if self.layout == "csv" else render_competition(rows, complexity["macs_fvcore"])
+        self.written = atomic_write_text(out / "submission.csv", text)
+        val_f1 = pl_module.best_val_f1
+        hp = pl_module.hparams
+        report = {
+            "submission": str(self.written), "layout": self.layout, "images": len(rows),
+            "predict_dir": str(trainer.datamodule.predict_dir), "class_names": class_names,
+            "input_size": complexity["input_size"], "params": complexity["params"],
+            "macs_fvcore": complexity["macs_fvcore"], "macs_competition": complexity["macs_competition"],
+            "rules_ok": not complexity["rule_violations"], "rule_violations": complexity["rule_violations"],
+            "val_macro_f1": val_f1,
+            "score": None if val_f1 is None else competition_score(val_f1, complexity["macs_fvcore"], hp.f1_base,
+                                                                   hp.macs_base),
+            "f1_base": hp.f1_base, "macs_base": hp.macs_base, "checkpoint": trainer.ckpt_path,
+            "inference": "single model, one forward pass per image, no test-time augmentation",
+            "predicted_class_counts": {c: sum(1 for _, l in rows if l == c) for c in class_names},
+        }
+        atomic_write_text(out / "report.json", json.dumps(report, indent=2))
