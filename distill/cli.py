@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import DistillModule  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
+from distill.teacher_cache import TeacherCache  # noqa: E402
 
 
 class DistillCLI(LightningCLI):
@@ -31,6 +32,7 @@ class DistillCLI(LightningCLI):
         parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": True,
                              "checkpoint.filename": "best", "checkpoint.auto_insert_metric_name": False})
         parser.add_lightning_class_args(SubmissionWriter, "submission")
+        parser.add_lightning_class_args(TeacherCache, "teacher_cache")
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> DistillCLI:

@@ -161,6 +161,7 @@ class ImageDataset(Dataset):
         self.augment_name = augment
         self.augment = augmentation(augment)
         self.cache = cache
+        self.teacher_outputs = None  # set by distill.teacher_cache.TeacherCache
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -170,14 +171,23 @@ class ImageDataset(Dataset):
             return self.cache[index]
         return load_square(self.samples[index].path, self.size, self.keep_aspect)
 
-    def __getitem__(self, index: int):
+    def view(self, index: int, seed: int | None) -> torch.Tensor:
+        """Image ``index`` augmented with the pipeline seeded by ``seed`` (same seed, same pixels)."""
         image = self.base_image(index)
-        if self.augment_name != "none":
-            # albumentations keeps its own RNG: seed it from torch's, which Lightning seeds per worker.
-            self.augment.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+        if self.augment_name != "none" and seed is not None:
+            self.augment.set_random_seed(int(seed))
             image = self.augment(image=image)["image"]
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
-        return tensor, self.samples[index].label, index
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+    def __getitem__(self, index: int):
+        label = self.samples[index].label
+        if self.teacher_outputs is not None:  # replay one recorded view and its teacher logits
+            k = int(torch.randint(0, self.teacher_outputs.views, ()).item())
+            image = self.view(index, int(self.teacher_outputs.seeds[index, k]))
+            return image, label, index, self.teacher_outputs.view_logits(index, k)
+        # albumentations keeps its own RNG: seed it from torch's, which Lightning seeds per worker.
+        seed = int(torch.randint(0, 2**31 - 1, ()).item()) if self.augment_name != "none" else None
+        return self.view(index, seed), label, index
 
 
 def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str,

@@ -82,7 +82,8 @@ class DistillModule(L.LightningModule):
         super().__init__()
         modules = [name for name, value in (("student", student), ("teacher", teacher)) if isinstance(value, nn.Module)]
         self.save_hyperparameters(ignore=modules or None)
-        self._teacher_module = teacher if isinstance(teacher, nn.Module) else None
+        # kept outside the module tree: it joins as ``self.teacher`` only for fit, never in checkpoints
+        object.__setattr__(self, "_teacher_module", teacher if isinstance(teacher, nn.Module) else None)
         self._check_options()
         if isinstance(student, nn.Module):
             self.student, self.model_def = student, None
@@ -97,6 +98,7 @@ class DistillModule(L.LightningModule):
                 if student_weights is not None:
                     load_weights_file(self.student, student_weights, head="classifier.3")
         self.teacher: nn.Module | None = None  # built in setup("fit"): predict and validate never need it
+        self.teacher_released = False
         alpha = class_alpha(class_counts, focal_alpha) if class_counts else None
         gamma = focal_gamma if hard_loss == "focal" else 0.0
         hard = FocalLoss(gamma, alpha if hard_loss == "focal" else None, label_smoothing)
@@ -140,7 +142,7 @@ class DistillModule(L.LightningModule):
     def build_teacher(self) -> None:
         """Build (or take) the frozen teacher; called at the start of fit."""
         hp = self.hparams
-        if self.teacher is not None:
+        if self.teacher is not None or self.teacher_released:
             return
         if self._teacher_module is not None:
             teacher = self._teacher_module
@@ -155,6 +157,11 @@ class DistillModule(L.LightningModule):
         for p in teacher.parameters():
             p.requires_grad_(False)
         self.teacher = teacher.eval().to(self.device)
+
+    def release_teacher(self) -> None:
+        """Drop the teacher once its outputs are cached: batches then carry the teacher logits."""
+        self.teacher = None
+        self.teacher_released = True
 
     def setup(self, stage: str) -> None:
         if stage == "fit":

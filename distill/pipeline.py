@@ -90,7 +90,8 @@ def run_pipeline(recipe: Path, out: Path, data_root: str | None, seeds: list[int
     teacher = run_fit(recipe / "teacher.yaml", out / "teacher", data, seeds[0])
     if teacher_only:
         return {"teacher_f1": teacher["val_f1"], "seconds": {"teacher": teacher["seconds"]}}
-    teacher_args = ["--model.teacher_weights", teacher["model_file"]]
+    teacher_args = ["--model.teacher_weights", teacher["model_file"], "--teacher_cache.cache_dir",
+                    str(out / "teacher_cache")]
     kd = [run_fit(recipe / "student.yaml", out / f"student_kd/seed_{s}", data + teacher_args + extra, s) for s in seeds]
     ce = [run_fit(recipe / "student.yaml", out / f"student_ce/seed_{s}", data + ["--model.teacher", "null"] + extra, s)
           for s in seeds] if baseline else []

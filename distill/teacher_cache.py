@@ -1,0 +1,192 @@
+"""Teacher-output cache: run the teacher once, distil many students (Fast Knowledge Distillation,
+Shen & Xing, ECCV 2022).
+
+For every training image, K augmented views are drawn; each view is recorded by the seed of the
+augmentation pipeline, which reproduces its parameters (flips, affine matrix, colour factors,
+dropout holes) exactly. The teacher's logits for each view are stored. During student training
+each image replays one of its K views per epoch, pixel-identical to the recorded one, and the student
+gets its own resolution of it. K=1 with ``augment: none`` is the plain clean-image mode.
+
+The file is keyed by a hash of the teacher weights, the image list, the augmentation settings and K:
+any change gives another key, so stale outputs are never reused silently.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from distill.checkpoint import atomic_write
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TeacherOutputs:
+    """Per image ``i`` and view ``k``: the augmentation seed and the teacher's logits."""
+
+    seeds: torch.Tensor  # int64 [N, K]
+    logits: torch.Tensor | None = None  # float32 [N, K, C] (full logits)
+    topk_values: torch.Tensor | None = None  # float32 [N, K, k] (top-k mode)
+    topk_indices: torch.Tensor | None = None  # int64 [N, K, k]
+    rest: torch.Tensor | None = None  # float32 [N, K]: mean of the logits outside the top k
+    num_classes: int = 0
+
+    @property
+    def views(self) -> int:
+        return int(self.seeds.shape[1])
+
+    def view_logits(self, index: int, view: int) -> torch.Tensor:
+        """Teacher logits of one view (top-k mode: classes outside the top k get their mean)."""
+        if self.logits is not None:
+            return self.logits[index, view]
+        full = torch.full((self.num_classes,), float(self.rest[index, view]))
+        full[self.topk_indices[index, view]] = self.topk_values[index, view]
+        return full
+
+
+def teacher_fingerprint(teacher: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(teacher.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(repr(getattr(teacher, "preprocess", None)).encode())
+    return digest.hexdigest()
+
+
+def cache_key(teacher: nn.Module, dataset, views: int, seed: int, topk: int | None) -> str:
+    """Hash of everything the cached outputs depend on."""
+    digest = hashlib.sha256()
+    digest.update(teacher_fingerprint(teacher).encode())
+    for sample in dataset.samples:
+        stat = Path(sample.path).stat()
+        digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}|{sample.label}\n".encode())
+    digest.update(f"size={dataset.size}|aspect={dataset.keep_aspect}|augment={dataset.augment_name}|views={views}|"
+                  f"seed={seed}|topk={topk}|albumentations={albumentations.__version__}|v={FORMAT_VERSION}".encode())
+    return digest.hexdigest()
+
+
+def view_seeds(n_images: int, views: int, seed: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 2**31 - 1, size=(n_images, views), dtype=np.int64))
+
+
+@torch.no_grad()
+def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int = 0, topk: int | None = None,
+                            batch_size: int = 64, device: torch.device | str = "cpu") -> TeacherOutputs:
+    """Run ``teacher`` on K recorded views of every image of ``dataset`` (an ``ImageDataset``), with progress."""
+    from tqdm.auto import tqdm
+
+    from distill.module import model_view
+
+    if views < 1:
+        raise ValueError(f"teacher cache views must be >= 1, got {views}")
+    if dataset.augment_name == "none" and views > 1:
+        raise ValueError("teacher cache: views > 1 needs an augmentation preset (augment: light or strong)")
+    teacher.eval().to(device)
+    n = len(dataset)
+    seeds = view_seeds(n, views, seed)
+    jobs = [(i, k) for i in range(n) for k in range(views)]
+    outputs = None
+    with tqdm(total=len(jobs), desc=f"teacher outputs ({views} views/image)", unit="view") as bar:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            images = torch.stack([dataset.view(i, int(seeds[i, k])) for i, k in chunk]).to(device)
+            logits = teacher(model_view(images, teacher.preprocess)).float().cpu()
+            if outputs is None:
+                outputs = torch.empty(n, views, logits.shape[1])
+            for (i, k), row in zip(chunk, logits):
+                outputs[i, k] = row
+            bar.update(len(chunk))
+    num_classes = outputs.shape[-1]
+    if topk is None or topk >= num_classes:
+        return TeacherOutputs(seeds, logits=outputs, num_classes=num_classes)
+    values, indices = outputs.topk(topk, dim=-1)
+    rest = (outputs.sum(-1) - values.sum(-1)) / (num_classes - topk)
+    return TeacherOutputs(seeds, topk_values=values, topk_indices=indices, rest=rest, num_classes=num_classes)
+
+
+def save_outputs(path: Path, outputs: TeacherOutputs, key: str) -> None:
+    data = {"key": key, "seeds": outputs.seeds, "logits": outputs.logits, "topk_values": outputs.topk_values,
+            "topk_indices": outputs.topk_indices, "rest": outputs.rest, "num_classes": outputs.num_classes}
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
+
+
+def load_outputs(path: Path, key: str) -> TeacherOutputs | None:
+    """The cached outputs at ``path`` if they were made with ``key``; else None."""
+    if not path.is_file():
+        return None
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if data.get("key") != key:
+        return None
+    return TeacherOutputs(data["seeds"], data["logits"], data["topk_values"], data["topk_indices"], data["rest"],
+                          data["num_classes"])
+
+
+def load_or_compute(teacher: nn.Module, dataset, cache_dir: str | Path, views: int, seed: int = 0,
+                    topk: int | None = None, batch_size: int = 64, device="cpu") -> tuple[TeacherOutputs, Path, bool]:
+    """Cached outputs for (teacher, dataset, settings): loaded when the key matches, else computed and saved.
+    Returns (outputs, file, whether they were computed now)."""
+    key = cache_key(teacher, dataset, views, seed, topk)
+    path = Path(cache_dir) / f"teacher_outputs_{key[:20]}.pt"
+    cached = load_outputs(path, key)
+    if cached is not None:
+        return cached, path, False
+    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, device)
+    save_outputs(path, outputs, key)
+    return outputs, path, True
+
+
+class TeacherCache(Callback):
+    """Fill (or reuse) the teacher-output cache at the start of ``fit`` and replay it during training.
+
+    Args:
+        enabled: switch the cache off to run the teacher online on every batch.
+        views: K augmented views recorded per training image (1 when the data has ``augment: none``).
+        cache_dir: folder of the cache files (default ``<default_root_dir>/teacher_cache``); share it
+            between runs that distil several students from one teacher.
+        topk: keep only the top-k logits per view (the rest share their mean) to bound memory.
+        seed: seed of the recorded views.
+        batch_size: teacher batch size while filling.
+    """
+
+    def __init__(self, enabled: bool = True, views: int = 8, cache_dir: str | None = None, topk: int | None = None,
+                 seed: int = 0, batch_size: int = 64):
+        if views < 1:
+            raise ValueError(f"teacher_cache.views must be >= 1, got {views}")
+        if topk is not None and topk < 1:
+            raise ValueError(f"teacher_cache.topk must be >= 1 or null, got {topk}")
+        self.enabled = enabled
+        self.views, self.cache_dir, self.topk, self.seed, self.batch_size = views, cache_dir, topk, seed, batch_size
+        self.path: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or not self.enabled:
+            return
+        pl_module.build_teacher()
+        if pl_module.teacher is None:
+            return  # nothing to distil from: plain training
+        if trainer.datamodule is None or getattr(trainer.datamodule, "train_set", None) is None:
+            raise RuntimeError("TeacherCache needs a WasteDataModule passed to fit (datamodule=...)")
+        dataset = trainer.datamodule.train_set
+        views = self.views if dataset.augment_name != "none" else 1
+        cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
+        if trainer.global_rank == 0:
+            outputs, self.path, fresh = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
+                                                        self.topk, self.batch_size, pl_module.device)
+            rank_zero_info(f"teacher cache {'filled' if fresh else 'reused'}: {self.path}")
+        trainer.strategy.barrier("teacher_cache")
+        if trainer.global_rank != 0:
+            outputs, self.path, _ = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
+                                                    self.topk, self.batch_size, pl_module.device)
+        dataset.teacher_outputs = outputs
+        pl_module.release_teacher()  # training now reads the cache; the teacher is no longer needed
