@@ -10,6 +10,8 @@ Batches are ``(images, labels, indices)``: ``images`` uint8 ``B x 3 x S x S`` at
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import warnings
 from collections import Counter
@@ -19,6 +21,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
@@ -190,13 +193,40 @@ class ImageDataset(Dataset):
         return self.view(index, seed), label, index
 
 
-def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str,
-               keep: bool = True) -> tuple["np.ndarray | None", list[int], list[str]]:
-    """Decode every sample once (with a progress bar). Returns (uint8 N x S x S x 3 cache or None,
-    indices of readable samples, error messages of unreadable ones)."""
+def cache_bytes(n_images: int, size: int) -> int:
+    """Memory an image cache of ``n_images`` at ``size`` px takes (uint8 RGB)."""
+    return n_images * size * size * 3
+
+
+def _cache_key(samples: list[Sample], size: int, keep_aspect: bool) -> str:
+    digest = hashlib.sha256(f"{size}|{keep_aspect}|v1".encode())
+    for s in samples:
+        stat = s.path.stat()
+        digest.update(f"{s.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str, keep: bool = True,
+               disk_dir: str | Path | None = None) -> tuple["np.ndarray | None", list[int], dict[str, str]]:
+    """Decode every sample once (with a progress bar). Returns (uint8 N x S x S x 3 cache of the readable
+    samples or None, indices of readable samples, {path: error message} of unreadable ones).
+
+    ``disk_dir``: memory-map the cache from a ``.npy`` file there (for data larger than RAM); a finished
+    file for the same images and settings is reused without decoding again."""
     from tqdm.auto import tqdm
 
-    cache = np.empty((len(samples), size, size, 3), dtype=np.uint8) if keep else None
+    index_file = None
+    if keep and disk_dir is not None:
+        key = _cache_key(samples, size, keep_aspect)
+        disk_dir = Path(disk_dir)
+        disk_dir.mkdir(parents=True, exist_ok=True)
+        array_file, index_file = disk_dir / f"images_{key}.npy", disk_dir / f"images_{key}.json"
+        if index_file.exists() and array_file.exists():
+            meta = json.loads(index_file.read_text())
+            return np.load(array_file, mmap_mode="r"), meta["good"], meta["errors"]
+        cache = np.lib.format.open_memmap(array_file, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3))
+    else:
+        cache = np.empty((len(samples), size, size, 3), dtype=np.uint8) if keep else None
     good: list[int] = []
     errors: dict[str, str] = {}
     for i, sample in enumerate(tqdm(samples, desc=desc, unit="img", leave=False)):
@@ -208,6 +238,9 @@ def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str,
         if cache is not None:
             cache[len(good)] = image
         good.append(i)
+    if index_file is not None:
+        cache.flush()
+        index_file.write_text(json.dumps({"good": good, "errors": errors}))  # written last: marks it complete
     if cache is not None:
         cache = cache[: len(good)]
     return cache, good, errors
@@ -225,7 +258,9 @@ class WasteDataModule(L.LightningDataModule):
             seeded validation split of ``val_fraction``.
         augment: augmentation preset for training: ``none``, ``light`` or ``strong``.
         keep_aspect: pad to square before resizing (default) instead of a plain square resize.
-        cache_images: decode every image once into RAM at ``image_size`` (uint8) and reuse it.
+        cache_images: decode every image once at ``image_size`` (uint8) and reuse it every epoch.
+        image_cache_dir: keep that cache as memory-mapped files in this folder instead of RAM (for data
+            sets larger than RAM; reused by later runs on the same images).
         strict: raise on an unreadable training image instead of skipping it with a warning.
         balanced_sampler: draw training images with class-balanced probabilities.
         predict_dir: folder of images to predict (default ``ROOT/test/NoLabel``).
@@ -233,7 +268,8 @@ class WasteDataModule(L.LightningDataModule):
 
     def __init__(self, root: str, image_size: int = 224, val_mode: str = "given", val_fraction: float = 0.15,
                  seed: int = 0, batch_size: int = 64, num_workers: int = 0, augment: str = "light",
-                 keep_aspect: bool = True, cache_images: bool = True, strict: bool = False,
+                 keep_aspect: bool = True, cache_images: bool = True, image_cache_dir: str | None = None,
+                 strict: bool = False,
                  balanced_sampler: bool = False, predict_dir: str | None = None):
         super().__init__()
         if val_mode not in ("given", "merge"):
@@ -284,8 +320,9 @@ class WasteDataModule(L.LightningDataModule):
             self._prepare_labelled()
         if stage in (None, "predict") and self.predict_set is None:
             samples = predict_samples(self.predict_dir)
+            self._announce_cache(len(samples))
             cache, _, errors = decode_all(samples, hp.image_size, hp.keep_aspect, "decoding test images",
-                                          keep=hp.cache_images)
+                                          keep=hp.cache_images, disk_dir=hp.image_cache_dir)
             if errors:
                 raise ImageLoadError(f"{len(errors)} unreadable image(s) in {self.predict_dir}; a submission needs a "
                                      "row for every image:\n  " + "\n  ".join(errors.values()))
@@ -293,10 +330,11 @@ class WasteDataModule(L.LightningDataModule):
 
     def _prepare_labelled(self) -> None:
         hp = self.hparams
+        self._announce_cache(len(self.train_samples) + len(self.val_samples))
         train_cache, good_train, err_train = decode_all(self.train_samples, hp.image_size, hp.keep_aspect,
-                                                        "decoding train images", keep=hp.cache_images)
+                                                        "decoding train images", hp.cache_images, hp.image_cache_dir)
         val_cache, good_val, err_val = decode_all(self.val_samples, hp.image_size, hp.keep_aspect,
-                                                  "decoding val images", keep=hp.cache_images)
+                                                  "decoding val images", hp.cache_images, hp.image_cache_dir)
         errors = {**err_train, **err_val}
         if errors:
             listing = "\n  ".join(errors.values())
@@ -306,12 +344,16 @@ class WasteDataModule(L.LightningDataModule):
         self.skipped_files = list(errors)
         self.train_samples = [self.train_samples[i] for i in good_train]
         self.val_samples = [self.val_samples[i] for i in good_val]
-        if hp.cache_images:
-            mb = (train_cache.nbytes + val_cache.nbytes) / 2**20
-            log.info("image cache: %d images at %dpx, %.1f MiB", len(good_train) + len(good_val), hp.image_size, mb)
         self.train_set = ImageDataset(self.train_samples, hp.image_size, hp.augment, hp.keep_aspect, train_cache)
         self.val_set = ImageDataset(self.val_samples, hp.image_size, "none", hp.keep_aspect, val_cache)
         self._prepared = True
+
+    def _announce_cache(self, n_images: int) -> None:
+        hp = self.hparams
+        if hp.cache_images:
+            where = f"memory-mapped in {hp.image_cache_dir}" if hp.image_cache_dir else "in RAM"
+            rank_zero_info(f"image cache: {n_images} images at {hp.image_size}px take "
+                           f"{cache_bytes(n_images, hp.image_size) / 2**20:.1f} MiB {where}")
 
     def _loader(self, dataset: Dataset, shuffle: bool, sampler=None) -> DataLoader:
         hp = self.hparams

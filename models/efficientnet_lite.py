@@ -21,7 +21,7 @@ LITE_STD = (0.502, 0.502, 0.502)
 # (expand, kernel, stride, out, repeats) per stage
 LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
                 (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
-BN = dict(eps=1e-3, momentum=0.01)
+BN = dict(eps=1e-3, momentum=0.1)  # TF used 0.01 (decay 0.99); 0.1 tracks fine-tuning faster
 
 
 class TFSamePad(nn.Module):

@@ -148,3 +148,26 @@ def test_predict_data_sorted_with_names(demo_root):
     assert names == sorted(names) and len(names) == 7
     with pytest.raises(FileNotFoundError, match="missing_folder"):
         predict_samples(Path(demo_root) / "missing_folder")
+
+
+def test_disk_image_cache_matches_ram_and_is_reused(demo_root, tmp_path, monkeypatch):
+    ram = WasteDataModule(str(demo_root), image_size=32, augment="none")
+    disk = WasteDataModule(str(demo_root), image_size=32, augment="none", image_cache_dir=str(tmp_path / "imgs"))
+    ram.setup("fit"), disk.setup("fit")
+    assert isinstance(disk.train_set.cache, np.memmap)
+    assert all(torch.equal(ram.train_set[i][0], disk.train_set[i][0]) for i in range(len(ram.train_set)))
+    import distill.data
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(distill.data, "load_square", no_decoding)
+    again = WasteDataModule(str(demo_root), image_size=32, augment="none", image_cache_dir=str(tmp_path / "imgs"))
+    again.setup("fit")
+    assert torch.equal(again.train_set[3][0], ram.train_set[3][0])
+
+
+def test_cache_memory_estimate():
+    from distill.data import cache_bytes
+
+    assert cache_bytes(10, 224) == 10 * 224 * 224 * 3

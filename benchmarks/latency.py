@@ -1,0 +1,95 @@
+"""Batch-1 CPU latency (median of many runs) of the student with and without BN folding,
+MobileNetV3-Small at 224, the EfficientNet-Lite0 teacher at 224, and the student in ONNX Runtime
+if installed.
+
+    python benchmarks/latency.py [--student tiny] [--threads 1] [--runs 200]
+
+Writes benchmarks/results/latency.json (student_vs_mobilenet_v3_small).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+from common import machine, write_result  # noqa: E402
+from distill.complexity import count_macs  # noqa: E402
+from models import build_model, build_student, fuse_bn  # noqa: E402
+
+
+def median_ms(fn, runs: int, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def torch_latency(model: torch.nn.Module, size: int, runs: int) -> float:
+    model.eval()
+    x = torch.randn(1, 3, size, size)
+    with torch.inference_mode():
+        return median_ms(lambda: model(x), runs)
+
+
+def onnx_latency(model: torch.nn.Module, size: int, runs: int, threads: int) -> float | None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "student.onnx"
+        torch.onnx.export(model.eval(), torch.randn(1, 3, size, size), path, opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        x = torch.randn(1, 3, size, size).numpy()
+        name = session.get_inputs()[0].name
+        return median_ms(lambda: session.run(None, {name: x}), runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--student", default="tiny")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    student = build_student(args.student, 9).eval()
+    size = student.preprocess.input_size
+    fused = fuse_bn(student)
+    mnv3 = torchvision.models.mobilenet_v3_small(num_classes=9)
+    teacher = build_model("efficientnet_lite0", 9, weights=None)
+    ms = {
+        "student": torch_latency(student, size, args.runs),
+        "student_fused": torch_latency(fused, size, args.runs),
+        "mobilenet_v3_small_224": torch_latency(mnv3, 224, args.runs),
+        "efficientnet_lite0_224": torch_latency(teacher, 224, max(20, args.runs // 4)),
+        "student_fused_onnxruntime": onnx_latency(fused, size, args.runs, args.threads),
+    }
+    macs = {"student": count_macs(student, size).total, "student_fused": count_macs(fused, size).total,
+            "mobilenet_v3_small_224": count_macs(mnv3, 224).total, "efficientnet_lite0_224": count_macs(teacher, 224).total}
+    for name, value in ms.items():
+        print(f"{name:<28}" + ("not installed" if value is None else f"{value:8.3f} ms") +
+              (f"   {macs[name]:>13,} MACs" if name in macs else ""))
+    ratio = ms["student"] / ms["mobilenet_v3_small_224"]
+    print(f"student / MobileNetV3-Small@224 = {ratio:.3f} (target <= 0.1)")
+    write_result("latency", {"student": f"{args.student} ({size} px)", "threads": args.threads, "runs": args.runs,
+                             "median_ms": ms, "macs_fvcore": macs, "student_vs_mobilenet_v3_small": ratio,
+                             "machine": machine(),
+                             "command": "python benchmarks/latency.py " + " ".join(sys.argv[1:])})
+
+
+if __name__ == "__main__":
+    main()
