@@ -29,8 +29,12 @@ class DistillCLI(LightningCLI):
         parser.link_arguments("data.class_counts", "model.class_counts", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": True,
+        parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": False,
                              "checkpoint.filename": "best", "checkpoint.auto_insert_metric_name": False})
+        # last.ckpt after every epoch, improved or not (Lightning's save_last only follows a new best)
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.monitor": None,
+                             "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(SubmissionWriter, "submission")
         parser.add_lightning_class_args(TeacherCache, "teacher_cache")
 

@@ -117,11 +117,14 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
 
 # ---------------------------------------------------------------- decoding
 
-def load_rgb(path: str | Path) -> np.ndarray:
+def load_rgb(path: str | Path, min_side: int | None = None) -> np.ndarray:
     """Decode ``path`` as HxWx3 uint8 RGB: EXIF orientation applied; L, LA, P, RGBA, CMYK, I;16 and other
-    modes converted (alpha composited on black). Raises ``ImageLoadError`` naming the file."""
+    modes converted (alpha composited on black). ``min_side``: a large JPEG may be decoded at a reduced
+    scale whose sides stay >= ``min_side`` (much faster). Raises ``ImageLoadError`` naming the file."""
     try:
         with Image.open(path) as im:
+            if min_side is not None and im.format == "JPEG":
+                im.draft(im.mode, (min_side, min_side))
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
@@ -148,7 +151,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 def load_square(path: str | Path, size: int, keep_aspect: bool = True) -> np.ndarray:
     """``load_rgb`` then ``to_square`` at ``size``: the base image every transform starts from."""
-    return to_square(load_rgb(path), size, keep_aspect)
+    return to_square(load_rgb(path, min_side=2 * size), size, keep_aspect)
 
 
 # ---------------------------------------------------------------- datasets
@@ -157,19 +160,22 @@ class ImageDataset(Dataset):
     """Samples -> ``(uint8 3xSxS tensor, label, index)``; optionally backed by a decoded-image cache."""
 
     def __init__(self, samples: list[Sample], size: int, augment: str = "none", keep_aspect: bool = True,
-                 cache: "np.ndarray | None" = None):
+                 cache: "np.ndarray | None" = None, blank: set[int] | None = None):
         self.samples = samples
         self.size = size
         self.keep_aspect = keep_aspect
         self.augment_name = augment
         self.augment = augmentation(augment)
         self.cache = cache
+        self.blank = blank or set()  # indices served as black images (unreadable, predict_fallback)
         self.teacher_outputs = None  # set by distill.teacher_cache.TeacherCache
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def base_image(self, index: int) -> np.ndarray:
+        if index in self.blank:
+            return np.zeros((self.size, self.size, 3), np.uint8)
         if self.cache is not None:
             return self.cache[index]
         return load_square(self.samples[index].path, self.size, self.keep_aspect)
@@ -180,6 +186,8 @@ class ImageDataset(Dataset):
         if self.augment_name != "none" and seed is not None:
             self.augment.set_random_seed(int(seed))
             image = self.augment(image=image)["image"]
+        if not image.flags.writeable:  # a read-only memory-mapped cache row
+            image = np.array(image)
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, index: int):
@@ -264,13 +272,17 @@ class WasteDataModule(L.LightningDataModule):
         strict: raise on an unreadable training image instead of skipping it with a warning.
         balanced_sampler: draw training images with class-balanced probabilities.
         predict_dir: folder of images to predict (default ``ROOT/test/NoLabel``).
+        predict_fallback: what to do with an unreadable image to predict. None (default): stop with an
+            error listing every such file. ``blank``: predict on a black image. A class name: label it so.
+            Either choice is recorded in ``report.json``.
     """
 
     def __init__(self, root: str, image_size: int = 224, val_mode: str = "given", val_fraction: float = 0.15,
                  seed: int = 0, batch_size: int = 64, num_workers: int = 0, augment: str = "light",
                  keep_aspect: bool = True, cache_images: bool = True, image_cache_dir: str | None = None,
                  strict: bool = False,
-                 balanced_sampler: bool = False, predict_dir: str | None = None):
+                 balanced_sampler: bool = False, predict_dir: str | None = None,
+                 predict_fallback: str | None = None):
         super().__init__()
         if val_mode not in ("given", "merge"):
             raise ValueError(f"val_mode={val_mode!r}: choose 'given' or 'merge'")
@@ -292,7 +304,11 @@ class WasteDataModule(L.LightningDataModule):
             train, val = [pooled[i] for i in tr], [pooled[i] for i in va]
         self.train_samples, self.val_samples = train, val
         self.predict_dir = Path(predict_dir) if predict_dir else self.root / "test" / "NoLabel"
+        if predict_fallback not in (None, "blank", *self.class_names):
+            raise ValueError(f"predict_fallback={predict_fallback!r}: choose null, 'blank' or a class name "
+                             f"{self.class_names}")
         self.skipped_files: list[str] = []
+        self.predict_unreadable: list[str] = []  # unreadable images handled by predict_fallback
         self._prepared = False
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
@@ -323,10 +339,17 @@ class WasteDataModule(L.LightningDataModule):
             self._announce_cache(len(samples))
             cache, _, errors = decode_all(samples, hp.image_size, hp.keep_aspect, "decoding test images",
                                           keep=hp.cache_images, disk_dir=hp.image_cache_dir)
-            if errors:
+            if errors and hp.predict_fallback is None:
                 raise ImageLoadError(f"{len(errors)} unreadable image(s) in {self.predict_dir}; a submission needs a "
-                                     "row for every image:\n  " + "\n  ".join(errors.values()))
-            self.predict_set = ImageDataset(samples, hp.image_size, "none", hp.keep_aspect, cache)
+                                     "row for every image (or set data.predict_fallback):\n  "
+                                     + "\n  ".join(errors.values()))
+            self.predict_unreadable = sorted(errors)
+            if errors:
+                warnings.warn(f"{len(errors)} unreadable image(s) to predict, handled by predict_fallback="
+                              f"{hp.predict_fallback!r}:\n  " + "\n  ".join(errors.values()), stacklevel=2)
+                cache = _with_blanks(cache, samples, errors, hp.image_size)
+            self.predict_set = ImageDataset(samples, hp.image_size, "none", hp.keep_aspect, cache,
+                                            blank={i for i, s in enumerate(samples) if str(s.path) in errors})
 
     def _prepare_labelled(self) -> None:
         hp = self.hparams
@@ -376,6 +399,16 @@ class WasteDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_set, shuffle=False)
+
+
+def _with_blanks(cache, samples: list[Sample], errors: dict[str, str], size: int):
+    """Re-index a cache of the readable images to all ``samples`` (unreadable rows black)."""
+    if cache is None:
+        return None
+    full = np.zeros((len(samples), size, size, 3), np.uint8)
+    good = [i for i, s in enumerate(samples) if str(s.path) not in errors]
+    full[good] = cache
+    return full
 
 
 def predict_samples(folder: Path) -> list[Sample]:

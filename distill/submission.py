@@ -89,7 +89,12 @@ class SubmissionWriter(BasePredictionWriter):
             raise RuntimeError(f"prediction covered {len(set(index))} of {len(dataset)} images; refusing to write "
                                "an incomplete submission")
         names = [dataset.samples[i].path.name for i in index]
-        class_names = trainer.datamodule.class_names
+        dm = trainer.datamodule
+        class_names = dm.class_names
+        fallback = dm.hparams.predict_fallback
+        unreadable = {Path(p).name for p in dm.predict_unreadable}
+        if fallback in class_names:
+            preds = [class_names.index(fallback) if n in unreadable else p for n, p in zip(names, preds)]
         rows = submission_rows(names, preds, class_names)
         complexity = pl_module.student_complexity()
         out = free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
@@ -109,5 +114,7 @@ class SubmissionWriter(BasePredictionWriter):
             "f1_base": hp.f1_base, "macs_base": hp.macs_base, "checkpoint": trainer.ckpt_path,
             "inference": "single model, one forward pass per image, no test-time augmentation",
             "predicted_class_counts": {c: sum(1 for _, l in rows if l == c) for c in class_names},
+            "unreadable_images": sorted(unreadable),
+            "predict_fallback": fallback if unreadable else None,
         }
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
