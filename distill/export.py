@@ -1,0 +1,126 @@
+"""Deployment export: fold BN, write TorchScript and ONNX, check they match the PyTorch student.
+
+    python -m distill.export runs/trashnet/student_kd/seed_0/model.pt --out runs/export --data ../shared/data/trashnet
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.checkpoint import atomic_write, atomic_write_text, load_trained
+from distill.complexity import competition_macs, count_macs
+from distill.rules import check_rules
+from models import fuse_bn
+
+ONNX_OPSET = 17
+
+
+@dataclass
+class ExportReport:
+    input_size: int
+    macs_fvcore_before: int
+    macs_fvcore_after: int
+    macs_competition_before: int
+    macs_competition_after: int
+    rule_violations_after: list[str]
+    fused_max_abs_diff: float
+    torchscript: str | None = None
+    torchscript_max_abs_diff: float | None = None
+    onnx: str | None = None
+    onnx_opset: int = ONNX_OPSET
+    onnx_max_abs_diff: float | None = None
+    same_predictions: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def sample_inputs(model: nn.Module, data_root: str | None, n: int = 16) -> torch.Tensor:
+    """Normalised inputs for the check: real validation images when ``data_root`` is given, else noise."""
+    size = model.preprocess.input_size
+    if data_root is None:
+        return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+    from distill.data import WasteDataModule
+    from distill.module import model_view
+
+    dm = WasteDataModule(data_root, image_size=size, augment="none", cache_images=False)
+    dm.setup("validate")
+    images = torch.stack([dm.val_set[i][0] for i in range(min(n, len(dm.val_set)))])
+    return model_view(images, model.preprocess)
+
+
+def export_student(model: nn.Module, out_dir: str | Path, inputs: torch.Tensor, atol: float = 1e-4,
+                   onnx: bool = True, torchscript: bool = True) -> ExportReport:
+    """Fold BN, export, compare outputs on ``inputs``; writes ``student_fused.pt``, ``.ts``, ``.onnx``, ``export.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    size = model.preprocess.input_size
+    fused = fuse_bn(model)
+    with torch.no_grad():
+        reference = model(inputs)
+        fused_out = fused(inputs)
+    report = ExportReport(
+        input_size=size, macs_fvcore_before=count_macs(model, size).total, macs_fvcore_after=count_macs(fused, size).total,
+        macs_competition_before=competition_macs(model, size), macs_competition_after=competition_macs(fused, size),
+        rule_violations_after=check_rules(fused, size),
+        fused_max_abs_diff=float((reference - fused_out).abs().max()),
+    )
+    atomic_write(out / "student_fused.pt", lambda tmp: torch.save(fused.state_dict(), tmp))
+    predictions = [reference.argmax(1)]
+    if torchscript:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.trace(fused, inputs[:1])
+        path = out / "student.ts"
+        atomic_write(path, lambda tmp: scripted.save(tmp))
+        loaded = torch.jit.load(str(path))
+        with torch.no_grad():
+            ts_out = loaded(inputs)
+        report.torchscript, report.torchscript_max_abs_diff = str(path), float((reference - ts_out).abs().max())
+        predictions.append(ts_out.argmax(1))
+    if onnx:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            report.notes.append("onnxruntime not installed (pip install -e '.[export]'): ONNX export skipped")
+        else:
+            path = out / "student.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                atomic_write(path, lambda tmp: torch.onnx.export(
+                    fused, inputs[:1], tmp, opset_version=ONNX_OPSET, input_names=["image"], output_names=["logits"],
+                    dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False))
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            onnx_out = torch.from_numpy(session.run(None, {"image": inputs.numpy()})[0])
+            report.onnx, report.onnx_max_abs_diff = str(path), float((reference - onnx_out).abs().max())
+            predictions.append(onnx_out.argmax(1))
+    report.same_predictions = all(torch.equal(predictions[0], p) for p in predictions[1:])
+    diffs = [d for d in (report.fused_max_abs_diff, report.torchscript_max_abs_diff, report.onnx_max_abs_diff)
+             if d is not None]
+    if max(diffs) > atol:
+        report.notes.append(f"outputs differ by up to {max(diffs):.2e} (> {atol})")
+    atomic_write_text(out / "export.json", json.dumps(asdict(report), indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fold BN and export a trained student to TorchScript and ONNX.")
+    parser.add_argument("model", help="trained model file (model.pt from the pipeline, or a Lightning .ckpt)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--data", help="data root: check the exports on its validation images")
+    parser.add_argument("--atol", type=float, default=1e-4)
+    args = parser.parse_args(argv)
+    model, _ = load_trained(args.model)
+    report = export_student(model, args.out, sample_inputs(model, args.data), args.atol)
+    print(json.dumps(asdict(report), indent=2))
+    if report.notes and any("differ" in n for n in report.notes):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Report card of a trained student on the validation split: confusion matrix, per-class table,
+params, MACs (both counters), latency and score, as ``report_card.json`` + ``report_card.md``.
+
+    python -m distill.report runs/trashnet/student_kd/seed_0/model.pt --data ../shared/data/trashnet --out runs/card
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+
+from distill.checkpoint import atomic_write_text, load_trained
+from distill.complexity import F1_BASE, MACS_BASE, competition_score, describe
+from distill.module import model_view
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, num_classes: int) -> dict[str, torch.Tensor]:
+    metrics = {"precision": MulticlassPrecision(num_classes, average=None),
+               "recall": MulticlassRecall(num_classes, average=None),
+               "f1": MulticlassF1Score(num_classes, average=None),
+               "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+               "confusion": MulticlassConfusionMatrix(num_classes)}
+    model.eval()
+    for images, labels, *_ in loader:
+        preds = model(model_view(images, model.preprocess)).argmax(1)
+        for metric in metrics.values():
+            metric.update(preds, labels)
+    return {name: metric.compute() for name, metric in metrics.items()}
+
+
+def latency_ms(model: nn.Module, size: int, runs: int = 100, threads: int = 1) -> float:
+    """Median batch-1 CPU latency with ``threads`` torch threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x = torch.randn(1, 3, size, size)
+    try:
+        with torch.inference_mode():
+            for _ in range(10):
+                model(x)
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(previous)
+    return statistics.median(times)
+
+
+def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.7 * n))
+    ax.imshow(confusion.numpy(), cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = confusion.max().item() or 1
+    for i in range(n):
+        for j in range(n):
+            value = int(confusion[i, j])
+            ax.text(j, i, value, ha="center", va="center", color="white" if value > peak / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report_card(model: nn.Module, dm, out_dir: str | Path, f1_base: float = F1_BASE,
+                macs_base: float = MACS_BASE) -> dict[str, Any]:
+    """Evaluate ``model`` on ``dm``'s validation split and write the report card into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dm.setup("validate")
+    names = dm.class_names
+    results = evaluate(model, dm.val_dataloader(), len(names))
+    size = model.preprocess.input_size
+    info = describe(model, size)
+    macro = float(results["macro_f1"])
+    card = {
+        "val_images": len(dm.val_set), "input_size": size, "params": info["params"],
+        "macs_fvcore": info["macs_fvcore"], "macs_competition": info["macs_competition"],
+        "rule_violations": info["rule_violations"], "val_macro_f1": macro,
+        "score": competition_score(macro, info["macs_fvcore"], f1_base, macs_base),
+        "latency_ms_batch1_1thread": latency_ms(model, size),
+        "per_class": {n: {"precision": float(results["precision"][i]), "recall": float(results["recall"][i]),
+                          "f1": float(results["f1"][i]), "support": int(results["confusion"][i].sum())}
+                      for i, n in enumerate(names)},
+        "confusion_matrix": results["confusion"].tolist(), "class_names": names,
+    }
+    plot_confusion(results["confusion"], names, out / "confusion_matrix.png")
+    atomic_write_text(out / "report_card.json", json.dumps(card, indent=2))
+    lines = ["# Student report card", "",
+             f"- input: {size} px, params: {card['params']:,}",
+             f"- MACs: {card['macs_fvcore']:,} (fvcore), {card['macs_competition']:,} (competition counter)",
+             f"- rules: {'ok' if not card['rule_violations'] else '; '.join(card['rule_violations'])}",
+             f"- val macro F1: {macro:.4f} on {card['val_images']} images; score {card['score']:.4f} (lower is better)",
+             f"- latency (batch 1, 1 CPU thread, median): {card['latency_ms_batch1_1thread']:.3f} ms", "",
+             "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+              for n, v in card["per_class"].items()]
+    lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
+    atomic_write_text(out / "report_card.md", "\n".join(lines))
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    from distill.data import WasteDataModule
+
+    parser = argparse.ArgumentParser(description="Report card of a trained student on the validation split.")
+    parser.add_argument("model", help="model.pt from the pipeline or a Lightning .ckpt")
+    parser.add_argument("--data", required=True, help="data root (its val/ split is evaluated)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args(argv)
+    model, _ = load_trained(args.model)
+    dm = WasteDataModule(args.data, image_size=model.preprocess.input_size, augment="none",
+                         keep_aspect=args.keep_aspect)
+    card = report_card(model, dm, args.out)
+    print(f"val macro F1 {card['val_macro_f1']:.4f}, score {card['score']:.4f}; wrote {Path(args.out) / 'report_card.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+import torch
+
+from distill.checkpoint import load_trained, save_trained
+from distill.export import export_student, sample_inputs
+from models import build_student
+
+
+def trained_like_student():
+    torch.manual_seed(0)
+    model = build_student("nano", 9, input_size=32)
+    model.train()
+    for _ in range(3):
+        model(torch.randn(8, 3, 32, 32))  # non-trivial BN statistics
+    return model.eval()
+
+
+def test_export_outputs_match_and_bn_folding_reduces_macs(tmp_path, demo_root):
+    pytest.importorskip("onnxruntime")
+    model = trained_like_student()
+    inputs = sample_inputs(model, str(demo_root))
+    assert inputs.shape[1:] == (3, 32, 32)
+    report = export_student(model, tmp_path, inputs)
+    assert report.macs_fvcore_after < report.macs_fvcore_before
+    assert report.rule_violations_after == []
+    assert report.fused_max_abs_diff < 1e-4
+    assert report.torchscript_max_abs_diff < 1e-4 and report.onnx_max_abs_diff < 1e-4
+    assert report.same_predictions
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert saved["onnx_opset"] == 17 and (tmp_path / "student.onnx").exists() and (tmp_path / "student.ts").exists()
+
+
+def test_saved_model_roundtrip(tmp_path):
+    model = trained_like_student()
+    save_trained(tmp_path / "m.pt", model, model.spec.to_dict(), 9, [f"c{i}" for i in range(9)])
+    again, meta = load_trained(tmp_path / "m.pt")
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), again(x)) and meta["input_size"] == 32 and meta["class_names"][0] == "c0"
+
+
+def test_report_card_files_and_numbers(tmp_path, demo_root):
+    from distill.data import WasteDataModule
+    from distill.report import report_card
+
+    model = trained_like_student()
+    dm = WasteDataModule(str(demo_root), image_size=32, augment="none")
+    card = report_card(model, dm, tmp_path)
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+    assert "confusion_matrix.png" in (tmp_path / "report_card.md").read_text()
+    confusion = torch.tensor(card["confusion_matrix"])
+    assert confusion.sum() == card["val_images"] == len(dm.val_set)
+    assert sum(v["support"] for v in card["per_class"].values()) == card["val_images"]
+    mean_f1 = sum(v["f1"] for v in card["per_class"].values()) / 9
+    assert card["val_macro_f1"] == pytest.approx(mean_f1, abs=1e-6)
+    assert card["latency_ms_batch1_1thread"] > 0 and card["macs_fvcore"] > 0
