@@ -1,0 +1,203 @@
+"""Score-driven student search: short KD runs of candidate students from one fine-tuned teacher (its
+outputs cached once and shared), then the Pareto front of MACs vs macro F1 and the best by score.
+
+    python -m distill.search --recipe recipes/trashnet --teacher-weights runs/trashnet/teacher/model.pt \
+        --out runs/search --data-root ../shared/data/trashnet \
+        --students nano micro tiny --sizes 56 64 80 --widths 0.75 1.0 --epochs 15 [--budget 8]
+
+Writes ``search.csv`` (one row per finished candidate, appended as they finish), ``pareto.csv`` and
+``search.png``. Interrupted searches resume: finished candidates are not trained again.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.checkpoint import atomic_write_text
+from distill.complexity import F1_BASE, MACS_BASE, competition_score, describe
+
+FIELDS = ["name", "student", "input_size", "width", "params", "macs_fvcore", "macs_competition", "val_f1",
+          "score", "margin_over_0.5", "seconds", "model_file"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    student: str
+    input_size: int
+    width: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.student}_s{self.input_size}_w{self.width:g}"
+
+
+def candidates(students: list[str], sizes: list[int], widths: list[float], budget: int | None,
+               seed: int) -> list[Candidate]:
+    """The grid, or a seeded random sample of ``budget`` of it."""
+    grid = [Candidate(s, z, w) for s, z, w in itertools.product(students, sizes, widths)]
+    if budget is not None and budget < len(grid):
+        grid = random.Random(seed).sample(grid, budget)
+    return grid
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """Rows no other row beats on both fewer-or-equal MACs and higher-or-equal F1 (one strictly)."""
+    front = []
+    for r in rows:
+        dominated = any(o["macs_fvcore"] <= r["macs_fvcore"] and o["val_f1"] >= r["val_f1"] and
+                        (o["macs_fvcore"] < r["macs_fvcore"] or o["val_f1"] > r["val_f1"]) for o in rows)
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: r["macs_fvcore"])
+
+
+def best_by_score(rows: list[dict], margin: float) -> dict | None:
+    """Lowest score among candidates whose F1 stays ``margin`` above the 0.5 cliff (else among all)."""
+    safe = [r for r in rows if r["val_f1"] >= 0.5 + margin]
+    pool = safe or rows
+    return min(pool, key=lambda r: r["score"]) if pool else None
+
+
+def f1_for_score(score: float, macs: float, f1_base: float, macs_base: float) -> float | None:
+    """The F1 at which a model of ``macs`` reaches ``score`` (inverse of the score formula), if any."""
+    s_f1 = score - macs / macs_base
+    if 0 <= s_f1 <= 1 - 0.5 / f1_base:
+        return f1_base * (1 - s_f1)
+    if s_f1 < 0:
+        return f1_base * (1 - 2 * s_f1)
+    return None
+
+
+def plot(rows: list[dict], front: list[dict], best: dict | None, path: Path, f1_base: float, macs_base: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    macs = [r["macs_fvcore"] / 1e6 for r in rows]
+    ax.scatter(macs, [r["val_f1"] for r in rows], c="tab:gray", label="candidates")
+    ax.plot([r["macs_fvcore"] / 1e6 for r in front], [r["val_f1"] for r in front], "o-", c="tab:blue",
+            label="Pareto front")
+    if best is not None:
+        ax.scatter([best["macs_fvcore"] / 1e6], [best["val_f1"]], s=160, facecolors="none", edgecolors="tab:red",
+                   label=f"best score {best['score']:.3f}")
+    xs = np.linspace(0, max(macs) * 1.2, 200)
+    for level in (0.0, 0.1, 0.2, 0.3):
+        ys = [f1_for_score(level, x * 1e6, f1_base, macs_base) for x in xs]
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None and y <= 1]
+        if pts:
+            ax.plot(*zip(*pts), "--", lw=0.8, c="tab:orange")
+            ax.annotate(f"score {level:g}", pts[-1], fontsize=7, color="tab:orange")
+    ax.axhline(0.5, c="tab:red", lw=0.8, ls=":", label="F1 = 0.5 cliff")
+    for r in rows:
+        ax.annotate(r["name"], (r["macs_fvcore"] / 1e6, r["val_f1"]), fontsize=6, alpha=0.7)
+    ax.set_xlabel("MMACs (fvcore)")
+    ax.set_ylabel("val macro F1")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = list(csv.DictReader(path.open()))
+    for r in rows:
+        for key in ("input_size", "params", "macs_fvcore", "macs_competition"):
+            r[key] = int(r[key])
+        for key in ("width", "val_f1", "score", "margin_over_0.5", "seconds"):
+            r[key] = float(r[key])
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    lines = [",".join(FIELDS)] + [",".join(str(r[f]) for f in FIELDS) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def run_search(recipe: Path, teacher_weights: str, out: Path, data_root: str | None, grid: list[Candidate],
+               epochs: int, seed: int = 0, margin: float = 0.05, f1_base: float = F1_BASE,
+               macs_base: float = MACS_BASE, extra: list[str] | None = None) -> dict:
+    from distill.checkpoint import load_trained
+    from distill.pipeline import run_fit
+
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "search.csv"
+    rows = read_rows(csv_path)
+    done = {r["name"] for r in rows}
+    data = ["--data.root", data_root] if data_root else []
+    for i, cand in enumerate(grid):
+        if cand.name in done:
+            print(f"[search] {cand.name}: done already, skipped")
+            continue
+        print(f"[search] candidate {i + 1}/{len(grid)}: {cand.name}", flush=True)
+        start = time.time()
+        record = run_fit(recipe / "student.yaml", out / "runs" / cand.name, data + [
+            "--model.student", cand.student, "--model.student_size", str(cand.input_size),
+            "--model.student_width", str(cand.width), "--model.teacher_weights", teacher_weights,
+            "--teacher_cache.cache_dir", str(out / "teacher_cache"), "--trainer.max_epochs", str(epochs),
+            "--trainer.enable_progress_bar", "false", *(extra or [])], seed)
+        model, meta = load_trained(record["model_file"])
+        info = describe(model, meta["input_size"])
+        f1 = record["val_f1"]
+        rows.append({"name": cand.name, "student": cand.student, "input_size": cand.input_size, "width": cand.width,
+                     "params": info["params"], "macs_fvcore": info["macs_fvcore"],
+                     "macs_competition": info["macs_competition"], "val_f1": f1,
+                     "score": competition_score(f1, info["macs_fvcore"], f1_base, macs_base),
+                     "margin_over_0.5": f1 - 0.5, "seconds": record.get("seconds", time.time() - start),
+                     "model_file": record["model_file"]})
+        write_rows(csv_path, rows)  # after each candidate: an interrupted search keeps what it finished
+    front = pareto_front(rows)
+    best = best_by_score(rows, margin)
+    write_rows(out / "pareto.csv", front)
+    if rows:
+        plot(rows, front, best, out / "search.png", f1_base, macs_base)
+    summary = {"candidates": len(rows), "pareto": [r["name"] for r in front], "best": best, "margin": margin}
+    atomic_write_text(out / "search_summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", type=Path, required=True, help="folder with student.yaml")
+    parser.add_argument("--teacher-weights", required=True, help="fine-tuned teacher (model.pt of the pipeline)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data-root")
+    parser.add_argument("--students", nargs="+", default=["nano", "micro", "tiny"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64])
+    parser.add_argument("--widths", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--budget", type=int, help="train a seeded random sample of this many grid points")
+    parser.add_argument("--epochs", type=int, default=15, help="short KD schedule per candidate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--margin", type=float, default=0.05, help="prefer candidates with F1 >= 0.5 + margin")
+    parser.add_argument("--f1-base", type=float, default=F1_BASE)
+    parser.add_argument("--macs-base", type=float, default=MACS_BASE)
+    parser.add_argument("--retrain-epochs", type=int, help="retrain the best candidate with this longer schedule")
+    args = parser.parse_args(argv)
+    grid = candidates(args.students, args.sizes, args.widths, args.budget, args.seed)
+    summary = run_search(args.recipe, args.teacher_weights, args.out, args.data_root, grid, args.epochs, args.seed,
+                         args.margin, args.f1_base, args.macs_base)
+    best = summary["best"]
+    if best is None:
+        print("[search] no candidate finished")
+        return
+    print(f"[search] best by score: {best['name']} F1 {best['val_f1']:.4f}, {best['macs_fvcore']:,} MACs, "
+          f"score {best['score']:.4f}; Pareto front: {summary['pareto']}")
+    if args.retrain_epochs:
+        best_cand = [Candidate(best["student"], int(best["input_size"]), float(best["width"]))]
+        final = run_search(args.recipe, args.teacher_weights, args.out / "retrain", args.data_root, best_cand,
+                           args.retrain_epochs, args.seed, args.margin, args.f1_base, args.macs_base)
+        print(f"[search] retrained best: F1 {final['best']['val_f1']:.4f}, score {final['best']['score']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
