@@ -13,7 +13,9 @@ any change gives another key, so stale outputs are never reused silently.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from distill.checkpoint import atomic_write
+from distill.checkpoint import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -141,8 +143,11 @@ def load_or_compute(teacher: nn.Module, dataset, cache_dir: str | Path, views: i
     cached = load_outputs(path, key)
     if cached is not None:
         return cached, path, False
+    start = time.time()
     outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, device)
     save_outputs(path, outputs, key)
+    info = {"seconds": time.time() - start, "images": len(dataset), "views": views, "topk": topk, "key": key}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
     return outputs, path, True
 
 

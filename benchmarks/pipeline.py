@@ -1,0 +1,80 @@
+"""Wall time of each stage of the full TrashNet recipe (teacher fine-tune, teacher-cache fill, student
+distillation, predict) and the student F1 with the teacher cache vs with the teacher online.
+
+    python benchmarks/pipeline.py --out runs/trashnet --seeds 0 1 2 --uncached-seeds 0 1 2
+
+Reuses finished stages of ``--out`` (each stage records its own wall time when it ran), so it can
+follow ``python -m distill.pipeline --recipe recipes/trashnet --out runs/trashnet ...``.
+Writes benchmarks/results/pipeline.json (total_seconds, student_f1_cached, student_f1_uncached).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import data_root, machine, write_result  # noqa: E402
+from distill.pipeline import REPO, run_fit, run_predict  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("runs/trashnet"))
+    parser.add_argument("--data")
+    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "trashnet")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--uncached-seeds", type=int, nargs="*", default=[0, 1, 2])
+    args = parser.parse_args()
+    root = str(data_root(args.data))
+    data = ["--data.root", root]
+    teacher = run_fit(args.recipe / "teacher.yaml", args.out / "teacher", data, args.seeds[0])
+    common = data + ["--model.teacher_weights", teacher["model_file"]]
+    cache_dir = args.out / "teacher_cache"
+    cached = [run_fit(args.recipe / "student.yaml", args.out / f"student_kd/seed_{s}",
+                      common + ["--teacher_cache.cache_dir", str(cache_dir)], s) for s in args.seeds]
+    fills = [json.loads(p.read_text()) for p in sorted(cache_dir.glob("teacher_outputs_*.json"))]
+    fill_seconds = fills[-1]["seconds"] if fills else 0.0
+    uncached = [run_fit(args.recipe / "student.yaml", args.out / f"student_kd_online/seed_{s}",
+                        common + ["--teacher_cache.enabled", "false"], s) for s in args.uncached_seeds]
+    predict_dir = Path(root) / "test" / "NoLabel"
+    predict_seconds = None
+    if predict_dir.is_dir():
+        import time
+
+        start = time.time()
+        run_predict(cached[0], args.out / "bench_predict", None, "csv")
+        predict_seconds = time.time() - start
+    # the fill ran inside the first cached student stage: count it once, as its own stage
+    kd_seconds = [r["seconds"] for r in cached]
+    kd_first_without_fill = kd_seconds[0] - fill_seconds
+    stages = {"teacher_finetune": teacher["seconds"], "teacher_cache_fill": fill_seconds,
+              "student_kd_cached": kd_first_without_fill, "predict": predict_seconds or 0.0}
+    total = sum(stages.values())
+    result = {
+        "data": root, "machine": machine(), "stages_seconds": stages, "total_seconds": total,
+        "student_kd_cached_seconds_per_seed": [kd_first_without_fill] + kd_seconds[1:],
+        "student_kd_online_seconds_per_seed": [r["seconds"] for r in uncached],
+        "student_f1_cached": statistics.fmean(r["val_f1"] for r in cached),
+        "student_f1_uncached": statistics.fmean(r["val_f1"] for r in uncached) if uncached else None,
+        "student_f1_cached_per_seed": [r["val_f1"] for r in cached],
+        "student_f1_uncached_per_seed": [r["val_f1"] for r in uncached],
+        "teacher_f1": teacher["val_f1"], "seeds": args.seeds, "uncached_seeds": args.uncached_seeds,
+        "note": "total = teacher fine-tune + cache fill + one cached student run + predict (no test/NoLabel in "
+                "TrashNet: predict is 0 unless the data has one)",
+        "command": "python benchmarks/pipeline.py " + " ".join(sys.argv[1:]),
+    }
+    for name, seconds in stages.items():
+        print(f"{name:<22}{seconds:8.1f} s")
+    print(f"{'total':<22}{total:8.1f} s (target <= 1200 s)")
+    print(f"student F1 cached   {result['student_f1_cached']:.4f} over seeds {args.seeds}")
+    if uncached:
+        print(f"student F1 uncached {result['student_f1_uncached']:.4f} over seeds {args.uncached_seeds}")
+    write_result("pipeline", result)
+
+
+if __name__ == "__main__":
+    main()
