@@ -82,10 +82,27 @@ def view_seeds(n_images: int, views: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, 2**31 - 1, size=(n_images, views), dtype=np.int64))
 
 
+class _ViewJobs(torch.utils.data.Dataset):
+    """(image, view) pairs of a dataset as items, so loader workers can augment in parallel."""
+
+    def __init__(self, dataset, seeds: torch.Tensor):
+        self.dataset, self.seeds = dataset, seeds
+        self.views = seeds.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.views
+
+    def __getitem__(self, job: int):
+        i, k = divmod(job, self.views)
+        return self.dataset.view(i, int(self.seeds[i, k])), i, k
+
+
 @torch.no_grad()
 def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int = 0, topk: int | None = None,
-                            batch_size: int = 64, device: torch.device | str = "cpu") -> TeacherOutputs:
+                            batch_size: int = 64, device: torch.device | str = "cpu",
+                            num_workers: int = 0) -> TeacherOutputs:
     """Run ``teacher`` on K recorded views of every image of ``dataset`` (an ``ImageDataset``), with progress."""
+    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     from distill.module import model_view
@@ -97,18 +114,15 @@ def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int =
     teacher.eval().to(device)
     n = len(dataset)
     seeds = view_seeds(n, views, seed)
-    jobs = [(i, k) for i in range(n) for k in range(views)]
+    jobs = DataLoader(_ViewJobs(dataset, seeds), batch_size=batch_size, num_workers=num_workers)
     outputs = None
-    with tqdm(total=len(jobs), desc=f"teacher outputs ({views} views/image)", unit="view") as bar:
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            images = torch.stack([dataset.view(i, int(seeds[i, k])) for i, k in chunk]).to(device)
-            logits = teacher(model_view(images, teacher.preprocess)).float().cpu()
+    with tqdm(total=n * views, desc=f"teacher outputs ({views} views/image)", unit="view") as bar:
+        for images, index, view in jobs:
+            logits = teacher(model_view(images.to(device), teacher.preprocess)).float().cpu()
             if outputs is None:
                 outputs = torch.empty(n, views, logits.shape[1])
-            for (i, k), row in zip(chunk, logits):
-                outputs[i, k] = row
-            bar.update(len(chunk))
+            outputs[index, view] = logits
+            bar.update(len(index))
     num_classes = outputs.shape[-1]
     if topk is None or topk >= num_classes:
         return TeacherOutputs(seeds, logits=outputs, num_classes=num_classes)
@@ -135,7 +149,8 @@ def load_outputs(path: Path, key: str) -> TeacherOutputs | None:
 
 
 def load_or_compute(teacher: nn.Module, dataset, cache_dir: str | Path, views: int, seed: int = 0,
-                    topk: int | None = None, batch_size: int = 64, device="cpu") -> tuple[TeacherOutputs, Path, bool]:
+                    topk: int | None = None, batch_size: int = 64, device="cpu",
+                    num_workers: int = 0) -> tuple[TeacherOutputs, Path, bool]:
     """Cached outputs for (teacher, dataset, settings): loaded when the key matches, else computed and saved.
     Returns (outputs, file, whether they were computed now)."""
     key = cache_key(teacher, dataset, views, seed, topk)
@@ -144,7 +159,7 @@ def load_or_compute(teacher: nn.Module, dataset, cache_dir: str | Path, views: i
     if cached is not None:
         return cached, path, False
     start = time.time()
-    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, device)
+    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, device, num_workers)
     save_outputs(path, outputs, key)
     info = {"seconds": time.time() - start, "images": len(dataset), "views": views, "topk": topk, "key": key}
     atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
@@ -186,8 +201,9 @@ class TeacherCache(Callback):
         views = self.views if dataset.augment_name != "none" else 1
         cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
         if trainer.global_rank == 0:
+            workers = getattr(trainer.datamodule.hparams, "num_workers", 0)
             outputs, self.path, fresh = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
-                                                        self.topk, self.batch_size, pl_module.device)
+                                                        self.topk, self.batch_size, pl_module.device, workers)
             rank_zero_info(f"teacher cache {'filled' if fresh else 'reused'}: {self.path}")
         trainer.strategy.barrier("teacher_cache")
         if trainer.global_rank != 0:

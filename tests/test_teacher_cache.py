@@ -85,3 +85,12 @@ def test_fit_with_cache_reads_logits_from_batches(demo_root, tmp_path):
     trainer.fit(module, dm)
     assert cache.path.exists() and module.teacher is None  # trained from the cache alone
     assert module.best_val_f1 is not None
+
+
+def test_fill_with_loader_workers_gives_the_same_outputs(demo_root):
+    _, ds = train_set(demo_root)
+    teacher = make_teacher()
+    serial = compute_teacher_outputs(teacher, ds, views=2, seed=5, batch_size=7)
+    parallel = compute_teacher_outputs(teacher, ds, views=2, seed=5, batch_size=7, num_workers=2)
+    assert torch.equal(serial.seeds, parallel.seeds)
+    assert torch.allclose(serial.logits, parallel.logits, atol=1e-6)
