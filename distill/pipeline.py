@@ -36,13 +36,13 @@ def run_fit(config: Path, run_dir: Path, overrides: list[str], seed: int) -> dic
         record = json.loads(record_path.read_text())
         print(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record['val_f1']:.4f})")
         return record
+    checkpoints = run_dir / "checkpoints"
     args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(run_dir),
+            "--checkpoint.dirpath", str(checkpoints), "--last_checkpoint.dirpath", str(checkpoints),
             "--seed_everything", str(seed), *overrides]
-    last = run_dir / "lightning_logs"
-    resume = sorted(last.glob("version_*/checkpoints/last.ckpt")) if last.exists() else []
-    if resume:  # an interrupted stage continues from its last epoch
-        args += ["--ckpt_path", str(resume[-1])]
-        print(f"[pipeline] resuming {run_dir} from {resume[-1]}")
+    if (checkpoints / "last.ckpt").exists():  # an interrupted stage continues from its last finished epoch
+        args += ["--ckpt_path", str(checkpoints / "last.ckpt")]
+        print(f"[pipeline] resuming {run_dir} from {checkpoints / 'last.ckpt'}")
     print("[pipeline] distill " + " ".join(shlex.quote(a) for a in args), flush=True)
     start = time.time()
     cli = build_cli(args)
@@ -51,7 +51,8 @@ def run_fit(config: Path, run_dir: Path, overrides: list[str], seed: int) -> dic
     best = Path(callback.best_model_path)
     model, meta = load_trained(best)
     exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"])
-    record = {"val_f1": float(callback.best_model_score), "seconds": seconds, "checkpoint": str(best),
+    val_f1 = callback.best_model_score if callback.best_model_score is not None else meta["val_f1"]
+    record = {"val_f1": float(val_f1), "seconds": seconds, "checkpoint": str(best),
               "config": str(Path(cli.trainer.log_dir) / "config.yaml"), "model_file": str(exported), "seed": seed,
               "input_size": meta["input_size"]}
     atomic_write_text(record_path, json.dumps(record, indent=2))
