@@ -126,7 +126,8 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def run_search(recipe: Path, teacher_weights: str, out: Path, data_root: str | None, grid: list[Candidate],
                epochs: int, seed: int = 0, margin: float = 0.05, f1_base: float = F1_BASE,
-               macs_base: float = MACS_BASE, extra: list[str] | None = None) -> dict:
+               macs_base: float = MACS_BASE, extra: list[str] | None = None,
+               cache_dir: str | None = None) -> dict:
     from distill.checkpoint import load_trained
     from distill.pipeline import run_fit
 
@@ -144,7 +145,8 @@ def run_search(recipe: Path, teacher_weights: str, out: Path, data_root: str | N
         record = run_fit(recipe / "student.yaml", out / "runs" / cand.name, data + [
             "--model.student", cand.student, "--model.student_size", str(cand.input_size),
             "--model.student_width", str(cand.width), "--model.teacher_weights", teacher_weights,
-            "--teacher_cache.cache_dir", str(out / "teacher_cache"), "--trainer.max_epochs", str(epochs),
+            "--teacher_cache.cache_dir", str(cache_dir or out / "teacher_cache"), "--data.image_cache_dir", str(out / "image_cache"),
+            "--trainer.max_epochs", str(epochs),
             "--trainer.enable_progress_bar", "false", *(extra or [])], seed)
         model, meta = load_trained(record["model_file"])
         info = describe(model, meta["input_size"])
@@ -181,11 +183,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--margin", type=float, default=0.05, help="prefer candidates with F1 >= 0.5 + margin")
     parser.add_argument("--f1-base", type=float, default=F1_BASE)
     parser.add_argument("--macs-base", type=float, default=MACS_BASE)
+    parser.add_argument("--teacher-cache-dir", help="reuse this teacher-output cache folder (default OUT/teacher_cache)")
     parser.add_argument("--retrain-epochs", type=int, help="retrain the best candidate with this longer schedule")
     args = parser.parse_args(argv)
     grid = candidates(args.students, args.sizes, args.widths, args.budget, args.seed)
     summary = run_search(args.recipe, args.teacher_weights, args.out, args.data_root, grid, args.epochs, args.seed,
-                         args.margin, args.f1_base, args.macs_base)
+                         args.margin, args.f1_base, args.macs_base, cache_dir=args.teacher_cache_dir)
     best = summary["best"]
     if best is None:
         print("[search] no candidate finished")
@@ -195,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.retrain_epochs:
         best_cand = [Candidate(best["student"], int(best["input_size"]), float(best["width"]))]
         final = run_search(args.recipe, args.teacher_weights, args.out / "retrain", args.data_root, best_cand,
-                           args.retrain_epochs, args.seed, args.margin, args.f1_base, args.macs_base)
+                           args.retrain_epochs, args.seed, args.margin, args.f1_base, args.macs_base,
+                           cache_dir=args.teacher_cache_dir or str(args.out / "teacher_cache"))
         print(f"[search] retrained best: F1 {final['best']['val_f1']:.4f}, score {final['best']['score']:.4f}")
 
 
