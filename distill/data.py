@@ -169,6 +169,7 @@ class ImageDataset(Dataset):
         self.cache = cache
         self.blank = blank or set()  # indices served as black images (unreadable, predict_fallback)
         self.teacher_outputs = None  # set by distill.teacher_cache.TeacherCache
+        self.rendered_views: torch.Tensor | None = None  # N x K x 3 x s x s, set by TeacherCache(render=True)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -194,7 +195,10 @@ class ImageDataset(Dataset):
         label = self.samples[index].label
         if self.teacher_outputs is not None:  # replay one recorded view and its teacher logits
             k = int(torch.randint(0, self.teacher_outputs.views, ()).item())
-            image = self.view(index, int(self.teacher_outputs.seeds[index, k]))
+            if self.rendered_views is not None:
+                image = self.rendered_views[index, k]
+            else:
+                image = self.view(index, int(self.teacher_outputs.seeds[index, k]))
             return image, label, index, self.teacher_outputs.view_logits(index, k)
         # albumentations keeps its own RNG: seed it from torch's, which Lightning seeds per worker.
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if self.augment_name != "none" else None

@@ -131,6 +131,33 @@ def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int =
     return TeacherOutputs(seeds, topk_values=values, topk_indices=indices, rest=rest, num_classes=num_classes)
 
 
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``B x 3 x S x S`` -> uint8 at ``size`` with the antialiased bilinear resize of ``model_view``."""
+    if images.shape[-1] == size:
+        return images
+    x = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def render_views(dataset, seeds: torch.Tensor, size: int, batch_size: int = 64, num_workers: int = 0) -> torch.Tensor:
+    """Every recorded view replayed once and resized to the student's ``size``: uint8 ``N x K x 3 x size x size``.
+
+    Training then reads views instead of re-augmenting full-size images every epoch."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    n, views = seeds.shape
+    rendered = torch.empty(n, views, 3, size, size, dtype=torch.uint8)
+    jobs = DataLoader(_ViewJobs(dataset, seeds), batch_size=batch_size, num_workers=num_workers)
+    with tqdm(total=n * views, desc=f"rendering views at {size}px", unit="view") as bar:
+        for images, index, view in jobs:
+            rendered[index, view] = resize_uint8(images, size)
+            bar.update(len(index))
+    return rendered
+
+
 def save_outputs(path: Path, outputs: TeacherOutputs, key: str) -> None:
     data = {"key": key, "seeds": outputs.seeds, "logits": outputs.logits, "topk_values": outputs.topk_values,
             "topk_indices": outputs.topk_indices, "rest": outputs.rest, "num_classes": outputs.num_classes}
@@ -177,15 +204,17 @@ class TeacherCache(Callback):
         topk: keep only the top-k logits per view (the rest share their mean) to bound memory.
         seed: seed of the recorded views.
         batch_size: teacher batch size while filling.
+        render: also replay every view once at the student's input size and keep those pixels in RAM
+            (uint8), so epochs cost no augmentation; skipped when it would take more than ``render_max_gib``.
     """
 
     def __init__(self, enabled: bool = True, views: int = 8, cache_dir: str | None = None, topk: int | None = None,
-                 seed: int = 0, batch_size: int = 64):
+                 seed: int = 0, batch_size: int = 64, render: bool = True, render_max_gib: float = 2.0):
         if views < 1:
             raise ValueError(f"teacher_cache.views must be >= 1, got {views}")
         if topk is not None and topk < 1:
             raise ValueError(f"teacher_cache.topk must be >= 1 or null, got {topk}")
-        self.enabled = enabled
+        self.enabled, self.render, self.render_max_gib = enabled, render, render_max_gib
         self.views, self.cache_dir, self.topk, self.seed, self.batch_size = views, cache_dir, topk, seed, batch_size
         self.path: Path | None = None
 
@@ -200,8 +229,8 @@ class TeacherCache(Callback):
         dataset = trainer.datamodule.train_set
         views = self.views if dataset.augment_name != "none" else 1
         cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
+        workers = getattr(trainer.datamodule.hparams, "num_workers", 0)
         if trainer.global_rank == 0:
-            workers = getattr(trainer.datamodule.hparams, "num_workers", 0)
             outputs, self.path, fresh = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
                                                         self.topk, self.batch_size, pl_module.device, workers)
             rank_zero_info(f"teacher cache {'filled' if fresh else 'reused'}: {self.path}")
@@ -210,4 +239,11 @@ class TeacherCache(Callback):
             outputs, self.path, _ = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
                                                     self.topk, self.batch_size, pl_module.device)
         dataset.teacher_outputs = outputs
+        size = pl_module.student.preprocess.input_size
+        need = outputs.seeds.numel() * 3 * size * size / 2**30
+        if self.render and size < dataset.size and need <= self.render_max_gib:
+            rank_zero_info(f"rendered views at {size}px take {need * 1024:.0f} MiB in RAM")
+            dataset.rendered_views = render_views(dataset, outputs.seeds, size, self.batch_size, workers)
+        elif self.render:
+            rank_zero_info(f"views replayed on the fly ({need:.2f} GiB at {size}px > render_max_gib or no resize)")
         pl_module.release_teacher()  # training now reads the cache; the teacher is no longer needed

@@ -94,3 +94,19 @@ def test_fill_with_loader_workers_gives_the_same_outputs(demo_root):
     parallel = compute_teacher_outputs(teacher, ds, views=2, seed=5, batch_size=7, num_workers=2)
     assert torch.equal(serial.seeds, parallel.seeds)
     assert torch.allclose(serial.logits, parallel.logits, atol=1e-6)
+
+
+def test_rendered_views_are_the_replayed_views_at_student_size(demo_root):
+    from distill.teacher_cache import render_views, resize_uint8
+
+    _, ds = train_set(demo_root)
+    outputs = compute_teacher_outputs(make_teacher(), ds, views=2, seed=3)
+    rendered = render_views(ds, outputs.seeds, size=24, batch_size=5, num_workers=2)
+    assert rendered.shape == (len(ds), 2, 3, 24, 24) and rendered.dtype == torch.uint8
+    for i, k in [(0, 0), (7, 1)]:
+        replayed = ds.view(i, int(outputs.seeds[i, k]))
+        assert torch.equal(rendered[i, k], resize_uint8(replayed[None], 24)[0])
+    ds.teacher_outputs, ds.rendered_views = outputs, rendered
+    image, _, index, logits = ds[7]
+    k = next(k for k in range(2) if torch.equal(outputs.logits[7, k], logits))
+    assert torch.equal(image, rendered[7, k])  # the batch carries the rendered view and its own logits
