@@ -119,7 +119,7 @@ def describe(model: nn.Module, input_size: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from models import PRESETS, build_model
+    from models import PRESETS, build_model, build_student
 
     parser = argparse.ArgumentParser(description="Params, MACs (fvcore and competition counter) and rules verdict.")
     parser.add_argument("--student", default="tiny", help=f"preset ({', '.join(PRESETS)}) or teacher name")
@@ -133,7 +133,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'model':<20}{'size':>6}{'params':>10}{'fvcore MACs':>14}{'ptflops MACs':>14}  rules")
     for name in names:
         if name in PRESETS:
-            from models import build_student
             model = build_student(name, args.num_classes, input_size=args.size, width=args.width)
         else:
             model = build_model(name, args.num_classes, weights=None, input_size=args.size)

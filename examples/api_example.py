@@ -13,7 +13,7 @@ from distill.data import WasteDataModule
 from distill.demo import make_demo_dataset
 from distill.module import DistillModule
 from distill.teacher_cache import TeacherCache
-from models import build_model, fuse_bn
+from models import fuse_bn
 
 L.seed_everything(0)
 root = make_demo_dataset(Path(tempfile.mkdtemp()) / "data", per_class=40, test_images=10)
