@@ -26,14 +26,21 @@ from models.teachers import load_weights_file
 from models.common import Preprocess
 
 
+def channels_last(model: nn.Module) -> nn.Module:
+    """Put a model's 4-D weights in channels-last layout (NHWC): about 2x faster convolutions on CPU for
+    the EfficientNet teacher (fine-tune and cache fill); the same values, the same state dict keys."""
+    return model.to(memory_format=torch.channels_last)
+
+
 def model_view(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
-    """uint8 (or 0..1 float) ``B x 3 x S x S`` -> float input for a model: resized to its size, normalised."""
+    """uint8 (or 0..1 float) ``B x 3 x S x S`` -> float input for a model: resized to its size, normalised,
+    in channels-last layout (see ``channels_last``)."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     if x.shape[-1] != preprocess.input_size or x.shape[-2] != preprocess.input_size:
         x = F.interpolate(x, size=(preprocess.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
     mean = torch.tensor(preprocess.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 def resolve_model_def(student: str | dict, size: int | None, width: float | None) -> str | dict:
@@ -97,6 +104,7 @@ class DistillModule(L.LightningModule):
                 self.student = build_from_def(self.model_def, num_classes, student_size)
                 if student_weights is not None:
                     load_weights_file(self.student, student_weights, head="classifier.3")
+        channels_last(self.student)
         self.teacher: nn.Module | None = None  # built in setup("fit"): predict and validate never need it
         self.teacher_released = False
         alpha = class_alpha(class_counts, focal_alpha) if class_counts else None
@@ -156,7 +164,7 @@ class DistillModule(L.LightningModule):
             return
         for p in teacher.parameters():
             p.requires_grad_(False)
-        self.teacher = teacher.eval().to(self.device)
+        self.teacher = channels_last(teacher.eval().to(self.device))
 
     def release_teacher(self) -> None:
         """Drop the teacher once its outputs are cached: batches then carry the teacher logits."""

@@ -105,13 +105,13 @@ def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int =
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from distill.module import model_view
+    from distill.module import channels_last, model_view
 
     if views < 1:
         raise ValueError(f"teacher cache views must be >= 1, got {views}")
     if dataset.augment_name == "none" and views > 1:
         raise ValueError("teacher cache: views > 1 needs an augmentation preset (augment: light or strong)")
-    teacher.eval().to(device)
+    channels_last(teacher.eval().to(device))
     n = len(dataset)
     seeds = view_seeds(n, views, seed)
     jobs = DataLoader(_ViewJobs(dataset, seeds), batch_size=batch_size, num_workers=num_workers)
