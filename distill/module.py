@@ -73,6 +73,9 @@ class DistillModule(L.LightningModule):
         class_counts, class_names: from the data module (focal alpha weights, per-class metrics).
         optimizer: ``adamw`` or ``sgd``; lr, weight_decay; schedule: ``cosine``, ``onecycle`` or ``none``;
             warmup_epochs for cosine.
+        mixup: mix each training batch with a shuffled copy of itself, weight ~ Beta(mixup, mixup); 0 = off.
+            An online teacher sees the mixed image; cached teacher outputs are mixed as probabilities at
+            temperature T (an approximation); the label loss is mixed with the same weight.
         f1_base, macs_base: score constants.
     """
 
@@ -85,7 +88,7 @@ class DistillModule(L.LightningModule):
                  label_smoothing: float = 0.0, class_counts: list[int] | None = None,
                  class_names: list[str] | None = None, optimizer: str = "adamw", lr: float = 3e-3,
                  weight_decay: float = 5e-4, schedule: str = "cosine", warmup_epochs: int = 1,
-                 f1_base: float = F1_BASE, macs_base: float = MACS_BASE):
+                 mixup: float = 0.0, f1_base: float = F1_BASE, macs_base: float = MACS_BASE):
         super().__init__()
         modules = [name for name, value in (("student", student), ("teacher", teacher)) if isinstance(value, nn.Module)]
         self.save_hyperparameters(ignore=modules or None)
@@ -138,6 +141,8 @@ class DistillModule(L.LightningModule):
             raise ValueError(f"optimizer={hp.optimizer!r}: choose 'adamw' or 'sgd'")
         if hp.schedule not in ("cosine", "onecycle", "none"):
             raise ValueError(f"schedule={hp.schedule!r}: choose 'cosine', 'onecycle' or 'none'")
+        if hp.mixup < 0:
+            raise ValueError(f"mixup must be >= 0 (0 = off), got {hp.mixup}")
         if hp.lr <= 0:
             raise ValueError(f"lr must be > 0, got {hp.lr}")
         teacher = hp.get("teacher")
@@ -211,15 +216,35 @@ class DistillModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int):
         images, labels = batch[0], batch[1]
-        logits = self(images)
-        teacher = batch[3] if len(batch) > 3 else self.teacher_logits(images)
-        losses = self.criterion(logits, labels, teacher)
+        cached = batch[3] if len(batch) > 3 else None
+        if self.hparams.mixup > 0:
+            losses = self._mixup_losses(images, labels, cached)
+        else:
+            teacher = cached if cached is not None else self.teacher_logits(images)
+            losses = self.criterion(self(images), labels, teacher)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"non-finite training loss ({losses['loss'].item()}) at epoch "
                                      f"{self.current_epoch}, step {self.global_step}; lower the learning rate")
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, on_step=False, on_epoch=True,
                       batch_size=len(labels))
         return losses["loss"]
+
+    def _mixup_losses(self, images: torch.Tensor, labels: torch.Tensor,
+                      cached: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        lam = float(torch.distributions.Beta(self.hparams.mixup, self.hparams.mixup).sample())
+        perm = torch.randperm(len(labels), device=labels.device)
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        mixed = lam * x + (1 - lam) * x[perm]
+        logits = self(mixed)
+        if cached is not None:  # mix the teacher's probabilities at T; as logits, softmax(./T) gives them back
+            t = self.hparams.temperature
+            probs = lam * (cached / t).softmax(1) + (1 - lam) * (cached[perm] / t).softmax(1)
+            teacher = t * probs.clamp_min(1e-12).log()
+        else:
+            teacher = self.teacher_logits(mixed)
+        a = self.criterion(logits, labels, teacher)
+        b = self.criterion(logits, labels[perm], teacher)
+        return {k: lam * a[k] + (1 - lam) * b[k] for k in a}
 
     def on_train_epoch_start(self) -> None:
         if isinstance(self.criterion.distill, DKDLoss):

@@ -147,3 +147,36 @@ def test_predict_refuses_rule_breaking_model(demo_root, tmp_path):
     L.Trainer(callbacks=[writer], logger=False, enable_progress_bar=False).predict(module, dm)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["rules_ok"] is False and report["rule_violations"]
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_mixup_of_identical_samples_equals_plain_loss(online):
+    """Mixing a batch of one repeated sample changes nothing: mixed teacher probabilities (cached) or the
+    teacher on the mixed image (online) give the unmixed loss; a real batch gives a different one."""
+    torch.manual_seed(0)
+    teacher = tiny_teacher(9).eval()
+    module = DistillModule(9, student="nano", student_size=32, teacher=teacher if online else None, mixup=0.4,
+                           temperature=3.0, alpha_kd=0.7)
+    module.build_teacher()
+    with torch.no_grad():  # random weights so that the outputs depend on the input
+        for p in list(module.student.parameters()) + list(teacher.parameters()):
+            p.normal_(0, 0.5)
+    module.eval()  # BN in eval: the student's output per sample does not depend on the batch
+    same = torch.randint(0, 255, (1, 3, 48, 48), dtype=torch.uint8).repeat(6, 1, 1, 1)
+    labels = torch.full((6,), 4)
+    cached = None if online else torch.randn(1, 9).repeat(6, 1)
+    teacher_logits = module.teacher_logits(same) if online else cached
+    plain = module.criterion(module(same), labels, teacher_logits)
+    mixed = module._mixup_losses(same, labels, cached)
+    for key in plain:
+        assert torch.allclose(plain[key], mixed[key], atol=1e-5), key
+    varied = torch.randint(0, 255, (6, 3, 48, 48), dtype=torch.uint8)
+    other = module._mixup_losses(varied, torch.arange(6), None if online else torch.randn(6, 9))
+    assert not torch.allclose(other["loss"], plain["loss"])
+
+
+def test_mixup_trains_and_rejects_negative(demo_root, tmp_path):
+    with pytest.raises(ValueError, match="mixup"):
+        DistillModule(9, mixup=-1)
+    module, _, _ = fit_module(demo_root, tmp_path, teacher=tiny_teacher(9), epochs=1, mixup=0.4)
+    assert module.best_val_f1 is not None
