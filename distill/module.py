@@ -32,10 +32,15 @@ def channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
+def unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in 0..1; a float batch is taken to be in 0..1 already."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
 def model_view(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     """uint8 (or 0..1 float) ``B x 3 x S x S`` -> float input for a model: resized to its size, normalised,
     in channels-last layout (see ``channels_last``)."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    x = unit_float(images)
     if x.shape[-1] != preprocess.input_size or x.shape[-2] != preprocess.input_size:
         x = F.interpolate(x, size=(preprocess.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
     mean = torch.tensor(preprocess.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -233,7 +238,7 @@ class DistillModule(L.LightningModule):
                       cached: torch.Tensor | None) -> dict[str, torch.Tensor]:
         lam = float(torch.distributions.Beta(self.hparams.mixup, self.hparams.mixup).sample())
         perm = torch.randperm(len(labels), device=labels.device)
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = unit_float(images)
         mixed = lam * x + (1 - lam) * x[perm]
         logits = self(mixed)
         if cached is not None:  # mix the teacher's probabilities at T; as logits, softmax(./T) gives them back
