@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--uncached-seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--compare-epochs", type=int, help="schedule of the cached-vs-online F1 comparison")
     args = parser.parse_args()
+    if args.compare_epochs is not None and args.compare_epochs < 1:
+        parser.error(f"--compare-epochs must be >= 1, got {args.compare_epochs}")
     root = str(data_root(args.data))
     data = ["--data.root", root]
     teacher = run_fit(args.recipe / "teacher.yaml", args.out / "teacher", data, args.seeds[0])
