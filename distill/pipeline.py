@@ -78,7 +78,8 @@ def _mean(values: list[float]) -> float | None:
 
 def run_pipeline(recipe: Path, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
-                 student_overrides: list[str] | None = None, teacher_only: bool = False) -> dict[str, Any]:
+                 student_overrides: list[str] | None = None, teacher_only: bool = False,
+                 command: str = "") -> dict[str, Any]:
     """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report."""
     from distill.complexity import competition_score, describe
 
@@ -123,7 +124,7 @@ def run_pipeline(recipe: Path, out: Path, data_root: str | None, seeds: list[int
         "seconds": {"teacher": teacher["seconds"], "student_kd": [r["seconds"] for r in kd],
                     "student_ce": [r["seconds"] for r in ce], "predict": seconds_predict,
                     "total_this_run": time.time() - t0},
-        "command": "python -m distill.pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": command,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     if results_json is not None:
@@ -161,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--student-arg", action="append", default=[], metavar="OPTION=VALUE",
                         help="extra CLI override for the student stages, e.g. --student-arg=--trainer.max_epochs=5")
     args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m distill.pipeline " + " ".join(shlex.quote(a) for a in argv)
     if args.demo:
         from distill.demo import make_demo_dataset
 
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (recipe / name).is_file():
             parser.error(f"--recipe {recipe}: {name} not found")
     summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
-                           args.results_json, args.student_arg, args.teacher_only)
+                           args.results_json, args.student_arg, args.teacher_only, command)
     if args.teacher_only:
         print(f"teacher val macro F1: {summary['teacher_f1']:.4f} ({summary['seconds']['teacher']:.0f} s)")
         return

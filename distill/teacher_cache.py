@@ -66,8 +66,9 @@ def teacher_fingerprint(teacher: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_key(teacher: nn.Module, dataset, views: int, seed: int, topk: int | None) -> str:
-    """Hash of everything the cached outputs depend on."""
+def cache_key(teacher: nn.Module, dataset, views: int, seed: int, topk: int | None, precision: str = "32") -> str:
+    """Hash of everything the cached outputs depend on (fp32 keys are those of caches made before the
+    ``precision`` option existed)."""
     digest = hashlib.sha256()
     digest.update(teacher_fingerprint(teacher).encode())
     for sample in dataset.samples:
@@ -75,6 +76,8 @@ def cache_key(teacher: nn.Module, dataset, views: int, seed: int, topk: int | No
         digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}|{sample.label}\n".encode())
     digest.update(f"size={dataset.size}|aspect={dataset.keep_aspect}|augment={dataset.augment_name}|views={views}|"
                   f"seed={seed}|topk={topk}|albumentations={albumentations.__version__}|v={FORMAT_VERSION}".encode())
+    if precision != "32":
+        digest.update(f"|precision={precision}".encode())
     return digest.hexdigest()
 
 
@@ -100,12 +103,13 @@ class _ViewJobs(torch.utils.data.Dataset):
 @torch.no_grad()
 def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int = 0, topk: int | None = None,
                             batch_size: int = 64, device: torch.device | str = "cpu",
-                            num_workers: int = 0) -> TeacherOutputs:
-    """Run ``teacher`` on K recorded views of every image of ``dataset`` (an ``ImageDataset``), with progress."""
+                            num_workers: int = 0, precision: str = "32") -> TeacherOutputs:
+    """Run ``teacher`` on K recorded views of every image of ``dataset`` (an ``ImageDataset``), with progress;
+    ``precision="bf16"``: under bfloat16 autocast (logits stored as float32)."""
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from distill.module import channels_last, model_view
+    from distill.module import channels_last, teacher_forward
 
     if views < 1:
         raise ValueError(f"teacher cache views must be >= 1, got {views}")
@@ -118,7 +122,7 @@ def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int =
     outputs = None
     with tqdm(total=n * views, desc=f"teacher outputs ({views} views/image)", unit="view") as bar:
         for images, index, view in jobs:
-            logits = teacher(model_view(images.to(device), teacher.preprocess)).float().cpu()
+            logits = teacher_forward(teacher, images.to(device), precision).cpu()
             if outputs is None:
                 outputs = torch.empty(n, views, logits.shape[1])
             outputs[index, view] = logits
@@ -177,18 +181,19 @@ def load_outputs(path: Path, key: str) -> TeacherOutputs | None:
 
 def load_or_compute(teacher: nn.Module, dataset, cache_dir: str | Path, views: int, seed: int = 0,
                     topk: int | None = None, batch_size: int = 64, device="cpu",
-                    num_workers: int = 0) -> tuple[TeacherOutputs, Path, bool]:
+                    num_workers: int = 0, precision: str = "32") -> tuple[TeacherOutputs, Path, bool]:
     """Cached outputs for (teacher, dataset, settings): loaded when the key matches, else computed and saved.
     Returns (outputs, file, whether they were computed now)."""
-    key = cache_key(teacher, dataset, views, seed, topk)
+    key = cache_key(teacher, dataset, views, seed, topk, precision)
     path = Path(cache_dir) / f"teacher_outputs_{key[:20]}.pt"
     cached = load_outputs(path, key)
     if cached is not None:
         return cached, path, False
     start = time.time()
-    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, device, num_workers)
+    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, device, num_workers, precision)
     save_outputs(path, outputs, key)
-    info = {"seconds": time.time() - start, "images": len(dataset), "views": views, "topk": topk, "key": key}
+    info = {"seconds": time.time() - start, "images": len(dataset), "views": views, "topk": topk,
+            "precision": precision, "key": key}
     atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
     return outputs, path, True
 
@@ -230,14 +235,16 @@ class TeacherCache(Callback):
         views = self.views if dataset.augment_name != "none" else 1
         cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
         workers = getattr(trainer.datamodule.hparams, "num_workers", 0)
+        precision = pl_module.hparams.get("teacher_precision", "32")
         if trainer.global_rank == 0:
             outputs, self.path, fresh = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
-                                                        self.topk, self.batch_size, pl_module.device, workers)
+                                                        self.topk, self.batch_size, pl_module.device, workers,
+                                                        precision)
             rank_zero_info(f"teacher cache {'filled' if fresh else 'reused'}: {self.path}")
         trainer.strategy.barrier("teacher_cache")
         if trainer.global_rank != 0:
             outputs, self.path, _ = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
-                                                    self.topk, self.batch_size, pl_module.device)
+                                                    self.topk, self.batch_size, pl_module.device, 0, precision)
         dataset.teacher_outputs = outputs
         size = pl_module.student.preprocess.input_size
         need = outputs.seeds.numel() * 3 * size * size / 2**30

@@ -3,7 +3,7 @@ import torch
 
 from distill.data import WasteDataModule
 from distill.losses import kd_loss
-from distill.module import DistillModule, model_view
+from distill.module import DistillModule, model_view, teacher_forward
 from distill.teacher_cache import TeacherCache, compute_teacher_outputs, load_or_compute
 from models import build_student
 
@@ -110,3 +110,18 @@ def test_rendered_views_are_the_replayed_views_at_student_size(demo_root):
     image, _, index, logits = ds[7]
     k = next(k for k in range(2) if torch.equal(outputs.logits[7, k], logits))
     assert torch.equal(image, rendered[7, k])  # the batch carries the rendered view and its own logits
+
+
+def test_bf16_teacher_outputs_have_their_own_cache_key(fresh_demo, tmp_path):
+    _, ds = train_set(fresh_demo)
+    teacher = make_teacher()
+    fp32, path32, _ = load_or_compute(teacher, ds, tmp_path, views=2)
+    bf16, path16, fresh = load_or_compute(teacher, ds, tmp_path, views=2, precision="bf16")
+    assert fresh and path16 != path32  # never a reuse of outputs computed in another precision
+    assert bf16.logits.dtype == torch.float32 and not torch.equal(bf16.logits, fp32.logits)
+    scale = fp32.logits.abs().max()
+    assert (bf16.logits - fp32.logits).abs().max() < 0.05 * scale  # bfloat16 rounding, not another model
+    assert torch.equal(bf16.seeds, fp32.seeds)  # the same recorded views
+    images = torch.stack([ds.view(i, int(bf16.seeds[i, 1])) for i in (0, 3)])
+    online = teacher_forward(teacher, images, "bf16")  # what an online bf16 teacher gives on those views
+    assert torch.allclose(online, bf16.logits[[0, 3], 1], atol=1e-5)

@@ -88,6 +88,8 @@ def test_bad_options_name_the_option():
         DistillModule(9, student="giant")
     with pytest.raises(ValueError, match="input_size=8"):
         DistillModule(9, student="tiny", student_size=8)
+    with pytest.raises(ValueError, match="teacher_precision='fp8'"):
+        DistillModule(9, teacher_precision="fp8")
 
 
 def test_cli_fit_then_predict_writes_complete_submission(demo_root, tmp_path):
