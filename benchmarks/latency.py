@@ -1,6 +1,7 @@
 """Batch-1 CPU latency (median of many runs) of the student with and without BN folding,
-MobileNetV3-Small at 224, the EfficientNet-Lite0 teacher at 224, and the student in ONNX Runtime
-if installed.
+MobileNetV3-Small at 224, the EfficientNet-Lite0 teacher at 224; then the student (BN-folded) and
+MobileNetV3-Small side by side in the same deployment runtimes: frozen TorchScript (what
+``distill.export`` writes) and ONNX Runtime if installed.
 
     python benchmarks/latency.py [--student tiny] [--threads 1] [--runs 200]
 
@@ -43,6 +44,13 @@ def torch_latency(model: torch.nn.Module, size: int, runs: int) -> float:
         return median_ms(lambda: model(x), runs)
 
 
+def torchscript_latency(model: torch.nn.Module, size: int, runs: int) -> float:
+    x = torch.randn(1, 3, size, size)
+    with torch.inference_mode():
+        frozen = torch.jit.freeze(torch.jit.trace(model.eval(), x))
+        return median_ms(lambda: frozen(x), runs)
+
+
 def onnx_latency(model: torch.nn.Module, size: int, runs: int, threads: int) -> float | None:
     try:
         import onnxruntime as ort
@@ -76,17 +84,27 @@ def main() -> None:
         "student_fused": torch_latency(fused, size, args.runs),
         "mobilenet_v3_small_224": torch_latency(mnv3, 224, args.runs),
         "efficientnet_lite0_224": torch_latency(teacher, 224, max(20, args.runs // 4)),
+        "student_fused_torchscript": torchscript_latency(fused, size, args.runs),
+        "mobilenet_v3_small_224_torchscript": torchscript_latency(mnv3, 224, args.runs),
         "student_fused_onnxruntime": onnx_latency(fused, size, args.runs, args.threads),
+        "mobilenet_v3_small_224_onnxruntime": onnx_latency(mnv3, 224, args.runs, args.threads),
     }
     macs = {"student": count_macs(student, size).total, "student_fused": count_macs(fused, size).total,
             "mobilenet_v3_small_224": count_macs(mnv3, 224).total, "efficientnet_lite0_224": count_macs(teacher, 224).total}
     for name, value in ms.items():
-        print(f"{name:<28}" + ("not installed" if value is None else f"{value:8.3f} ms") +
+        print(f"{name:<36}" + ("not installed" if value is None else f"{value:8.3f} ms") +
               (f"   {macs[name]:>13,} MACs" if name in macs else ""))
     ratio = ms["student"] / ms["mobilenet_v3_small_224"]
+    same_runtime = {"eager": ratio, "eager_student_fused": ms["student_fused"] / ms["mobilenet_v3_small_224"],
+                    "torchscript": ms["student_fused_torchscript"] / ms["mobilenet_v3_small_224_torchscript"]}
+    if ms["student_fused_onnxruntime"] is not None:
+        same_runtime["onnxruntime"] = ms["student_fused_onnxruntime"] / ms["mobilenet_v3_small_224_onnxruntime"]
     print(f"student / MobileNetV3-Small@224 = {ratio:.3f} (target <= 0.1)")
+    for name, value in same_runtime.items():
+        print(f"  same runtime, {name:<22}{value:.3f}")
     write_result("latency", {"student": f"{args.student} ({size} px)", "threads": args.threads, "runs": args.runs,
                              "median_ms": ms, "macs_fvcore": macs, "student_vs_mobilenet_v3_small": ratio,
+                             "student_vs_mobilenet_v3_small_same_runtime": same_runtime,
                              "machine": machine(),
                              "command": "python benchmarks/latency.py " + " ".join(sys.argv[1:])})
 
