@@ -51,12 +51,16 @@ def model_view(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
 TEACHER_PRECISIONS = ("32", "bf16")
 
 
+def check_teacher_precision(precision: str) -> None:
+    if precision not in TEACHER_PRECISIONS:
+        raise ValueError(f"teacher_precision={precision!r}: choose one of {TEACHER_PRECISIONS}")
+
+
 @torch.no_grad()
 def teacher_forward(teacher: nn.Module, images: torch.Tensor, precision: str = "32") -> torch.Tensor:
     """Float32 logits of the frozen teacher for a uint8 batch; ``precision="bf16"`` runs it under bfloat16
     autocast (about 3x faster on CPUs with AVX512-BF16/AMX, see ``benchmarks/teacher_layout.py``)."""
-    if precision not in TEACHER_PRECISIONS:
-        raise ValueError(f"teacher_precision={precision!r}: choose one of {TEACHER_PRECISIONS}")
+    check_teacher_precision(precision)
     x = model_view(images, teacher.preprocess)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         return teacher(x).float()
@@ -152,8 +156,7 @@ class DistillModule(L.LightningModule):
             raise ValueError(f"temperature must be > 0, got {hp.temperature}")
         if not 0 <= hp.alpha_kd <= 1:
             raise ValueError(f"alpha_kd must be in [0, 1], got {hp.alpha_kd}")
-        if hp.teacher_precision not in TEACHER_PRECISIONS:
-            raise ValueError(f"teacher_precision={hp.teacher_precision!r}: choose one of {TEACHER_PRECISIONS}")
+        check_teacher_precision(hp.teacher_precision)
         if hp.distill not in ("kd", "dkd"):
             raise ValueError(f"distill={hp.distill!r}: choose 'kd' or 'dkd'")
         if hp.hard_loss not in ("focal", "ce"):
