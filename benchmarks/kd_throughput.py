@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback  # noqa: E402
 from common import data_root, machine, write_result  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import DistillModule  # noqa: E402
+from distill.teacher import TeacherSpec  # noqa: E402
 from distill.teacher_cache import TeacherCache  # noqa: E402
 
 
@@ -36,14 +37,13 @@ class Clock(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx >= self.skip:
-            self.images += len(batch[1])
+            self.images += len(batch["label"])
             self.seconds = time.perf_counter() - self.start
 
 
-def measure(dm, teacher: str | None, teacher_weights: str | None, cached: bool, steps: int, cache_dir: str) -> float:
+def measure(dm, teacher: TeacherSpec | None, cached: bool, steps: int, cache_dir: str) -> float:
     L.seed_everything(0)
-    module = DistillModule(dm.num_classes, student="tiny", teacher=teacher, teacher_weights=teacher_weights,
-                           class_counts=dm.class_counts)
+    module = DistillModule(dm.num_classes, student="tiny", teacher=teacher, class_counts=dm.class_counts)
     clock = Clock()
     callbacks = [clock] + ([TeacherCache(views=1, cache_dir=cache_dir)] if cached else [])
     trainer = L.Trainer(max_epochs=1, limit_train_batches=steps + clock.skip, limit_val_batches=0,
@@ -66,12 +66,14 @@ def main() -> None:
         # ImageNet Lite0 with a fresh head stands in for the fine-tuned teacher: same cost
         import torch
 
-        from models import build_model
+        from models import create_model
+
         weights = str(Path(tmp) / "teacher.pt")
-        torch.save(build_model("efficientnet_lite0", dm.num_classes, weights="DEFAULT").state_dict(), weights)
-        student = measure(dm, None, None, False, args.steps, tmp)
-        online = measure(dm, "efficientnet_lite0", weights, False, args.steps, tmp)
-        cached = measure(dm, "efficientnet_lite0", weights, True, args.steps, tmp)
+        torch.save(create_model("efficientnet_lite0", dm.num_classes, weights="DEFAULT").state_dict(), weights)
+        teacher = TeacherSpec("efficientnet_lite0", weights=weights)
+        student = measure(dm, None, False, args.steps, tmp)
+        online = measure(dm, teacher, False, args.steps, tmp)
+        cached = measure(dm, teacher, True, args.steps, tmp)
     result = {"data": str(root), "batch_size": args.batch_size, "steps": args.steps, "student": "tiny (64 px)",
               "teacher": "efficientnet_lite0 (224 px)", "machine": machine(),
               "images_per_s": {"student_only": student, "kd_online": online, "kd_cached": cached},

@@ -23,7 +23,7 @@ import torchvision  # noqa: E402
 
 from common import machine, write_result  # noqa: E402
 from distill.complexity import count_macs  # noqa: E402
-from models import build_model, build_student, fuse_bn  # noqa: E402
+from models import create_model, fuse_bn  # noqa: E402
 
 
 def median_ms(fn, runs: int, warmup: int = 20) -> float:
@@ -74,11 +74,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    student = build_student(args.student, 9).eval()
+    student = create_model(args.student, 9).eval()
     size = student.preprocess.input_size
     fused = fuse_bn(student)
     mnv3 = torchvision.models.mobilenet_v3_small(num_classes=9)
-    teacher = build_model("efficientnet_lite0", 9, weights=None)
+    teacher = create_model("efficientnet_lite0", 9)
     ms = {
         "student": torch_latency(student, size, args.runs),
         "student_fused": torch_latency(fused, size, args.runs),

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from common import machine, write_result  # noqa: E402
-from models import build_model  # noqa: E402
+from models import create_model  # noqa: E402
 
 
 def images_per_s(step, batch: int, runs: int = 3) -> float:
@@ -31,7 +31,7 @@ def images_per_s(step, batch: int, runs: int = 3) -> float:
 
 def measure(layout: torch.memory_format, batch: int, bf16: bool = False) -> tuple[float, float]:
     torch.manual_seed(0)
-    model = build_model("efficientnet_lite0", 6, weights=None).to(memory_format=layout)
+    model = create_model("efficientnet_lite0", 6).to(memory_format=layout)
     x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=layout)
     model.eval()
 

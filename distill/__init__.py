@@ -1,9 +1,19 @@
-"""Knowledge distillation of image classifiers into tiny students for on-device waste sorting."""
+"""Knowledge distillation of image classifiers into tiny students for on-device waste sorting.
+
+Layers, bottom up: ``models`` (networks) -> ``distill.preprocess`` / ``distill.data`` / ``distill.losses`` /
+``distill.teacher`` -> ``distill.module`` and its callbacks -> ``distill.cli`` -> ``distill.pipeline`` and the
+other commands (``distill.commands``).
+"""
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from distill.complexity import F1_BASE, MACS_BASE, competition_macs, competition_score, count_macs  # noqa: E402
-from distill.rules import check_rules  # noqa: E402
+from distill.console import quiet_third_party  # noqa: E402
 
-__all__ = ["F1_BASE", "MACS_BASE", "competition_macs", "competition_score", "count_macs", "check_rules"]
+quiet_third_party()
+
+from distill.competition import F1_BASE, MACS_BASE, check_rules, competition_macs, competition_score, describe  # noqa: E402
+from distill.complexity import count_macs, count_params  # noqa: E402
+
+__all__ = ["F1_BASE", "MACS_BASE", "check_rules", "competition_macs", "competition_score", "describe", "count_macs",
+           "count_params"]

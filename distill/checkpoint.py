@@ -1,7 +1,7 @@
 """Trained-model files: atomic writes, and a plain ``.pt`` format loadable without Lightning.
 
-A trained-model file holds ``{"model": <preset name | spec dict | teacher name>, "num_classes",
-"class_names", "input_size", "state_dict", ...}``; everything is plain data, so it loads with
+A trained-model file holds ``{"model": <models.model_definition>, "num_classes", "class_names",
+"input_size", "base_size", "mean", "std", "state_dict", ...}``; everything is plain data, so it loads with
 ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from models import build_model, build_student
-from models.common import Preprocess
+from models import Preprocess, create_model, read_state_dict
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -38,46 +37,40 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def save_trained(path: str | Path, model: nn.Module, model_def: str | dict, num_classes: int,
-                 class_names: list[str] | None = None, **extra: Any) -> Path:
-    """Write ``model`` with what is needed to rebuild it (``model_def``: preset/teacher name or spec dict)."""
+                 class_names: list[str] | None = None, base_size: int | None = None, **extra: Any) -> Path:
+    """Write ``model`` with what is needed to rebuild it (``model_def`` from ``models.model_definition``) and
+    the base size its inputs were made at (``distill.preprocess``)."""
     data = {"model": model_def, "num_classes": num_classes, "class_names": list(class_names or []),
-            "input_size": model.preprocess.input_size, "mean": list(model.preprocess.mean),
+            "input_size": model.preprocess.input_size, "base_size": base_size, "mean": list(model.preprocess.mean),
             "std": list(model.preprocess.std), "state_dict": model.state_dict(), **extra}
     return atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
-def build_from_def(model_def: str | dict, num_classes: int, input_size: int | None = None) -> nn.Module:
-    """An untrained model from a spec dict (student) or a model name (teacher or preset)."""
-    if isinstance(model_def, dict):
-        return build_student(model_def, num_classes)
-    if isinstance(model_def, str):
-        return build_model(model_def, num_classes, weights=None, input_size=input_size)
-    raise ValueError(f"cannot rebuild a model from {type(model_def).__name__}; a module passed as an object "
-                     "must be rebuilt by the caller")
-
-
 def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model saved by ``save_trained`` or trained by ``DistillModule`` (a Lightning ``.ckpt``).
+    """Rebuild a model saved by ``save_trained`` or trained by a ``distill.module`` module (a Lightning ``.ckpt``).
 
-    Returns ``(model in eval mode, metadata)``; needs neither Lightning nor the teacher."""
+    Returns ``(model in eval mode, metadata)``; the metadata always has ``input_size`` and ``base_size``
+    (the input size when the file does not record one). Needs neither Lightning nor the teacher."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     data = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" in data and "hyper_parameters" in data:  # Lightning checkpoint of DistillModule
+    if "state_dict" in data and "hyper_parameters" in data:  # Lightning checkpoint of a distill.module module
         hp = data["hyper_parameters"]
-        if "model_def" not in data:
-            raise ValueError(f"{path}: a Lightning checkpoint without 'model_def' (not written by DistillModule)")
+        if data.get("model_def") is None:
+            raise ValueError(f"{path}: a Lightning checkpoint without 'model_def' (not written by distill.module, "
+                             "or its network was passed as a module object)")
         meta = {"model": data["model_def"], "num_classes": hp["num_classes"],
                 "class_names": hp.get("class_names") or [], "input_size": data.get("input_size"),
-                "val_f1": data.get("best_val_f1")}
-        state = {k[len("student."):]: v for k, v in data["state_dict"].items() if k.startswith("student.")}
+                "base_size": data.get("base_size"), "val_f1": data.get("best_val_f1")}
+        state = read_state_dict(path)
     else:
         meta = {k: v for k, v in data.items() if k != "state_dict"}
         state = data["state_dict"]
-    model = build_from_def(meta["model"], meta["num_classes"], meta.get("input_size"))
+    model = create_model(meta["model"], meta["num_classes"], input_size=meta.get("input_size"))
     model.load_state_dict(state)
     if meta.get("mean") and meta.get("std") and meta.get("input_size"):
         model.preprocess = Preprocess(int(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]))
     meta["input_size"] = model.preprocess.input_size
+    meta["base_size"] = meta.get("base_size") or meta["input_size"]
     return model.eval(), meta

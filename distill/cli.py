@@ -1,33 +1,35 @@
-"""The ``distill`` command: Lightning's CLI over ``DistillModule`` and ``WasteDataModule``.
+"""The Lightning CLI of the library: ``distill fit | validate | test | predict`` over the modules of
+``distill.module`` (``model.class_path``) and ``WasteDataModule``, with named callbacks as config groups:
+``checkpoint`` (best by val/f1), ``last_checkpoint``, ``teacher_cache``, ``complexity``, ``submission``.
 
-    distill fit --config recipes/trashnet/student.yaml --data.root ../shared/data/trashnet
-    distill predict --config recipes/trashnet/student.yaml --ckpt_path runs/x/checkpoints/best.ckpt
+    distill fit --config recipes/base/student.yaml --config recipes/trashnet/student.yaml
+    distill predict --config runs/x/lightning_logs/version_0/config.yaml --ckpt_path runs/x/checkpoints/best.ckpt
 """
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
-import sys  # noqa: E402
-import warnings  # noqa: E402
-
-warnings.filterwarnings("ignore", category=FutureWarning, module="fvcore")
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
+from distill.callbacks import StudentComplexity  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
-from distill.module import DistillModule  # noqa: E402
+from distill.module import Classifier  # noqa: E402
+from distill.console import quiet_third_party  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
 from distill.teacher_cache import TeacherCache  # noqa: E402
 
 
 class DistillCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.class_counts", "model.class_counts", apply_on="instantiate")
-        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.set_defaults({"model": {"class_path": "distill.module.DistillModule"}})
+        for key in ("num_classes", "class_counts", "class_names"):
+            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": False,
                              "checkpoint.filename": "best", "checkpoint.auto_insert_metric_name": False})
@@ -35,22 +37,24 @@ class DistillCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.monitor": None,
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
-        parser.add_lightning_class_args(SubmissionWriter, "submission")
         parser.add_lightning_class_args(TeacherCache, "teacher_cache")
+        parser.add_lightning_class_args(StudentComplexity, "complexity")
+        parser.add_lightning_class_args(SubmissionWriter, "submission")
+        parser.link_arguments("complexity.f1_base", "submission.f1_base")
+        parser.link_arguments("complexity.macs_base", "submission.macs_base")
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> DistillCLI:
-    """Run (or only build, ``run=False``) the CLI with ``args`` instead of ``sys.argv``."""
-    if args is not None:  # called from Python: the caller's own command line is not ours to parse
-        sys.argv = sys.argv[:1]
-    return DistillCLI(DistillModule, WasteDataModule, seed_everything_default=0, args=args, run=run,
-                      trainer_defaults={"deterministic": "warn", "log_every_n_steps": 10},
-                      save_config_kwargs={"overwrite": True})
-
-
-def main() -> None:
-    build_cli()
-
-
-if __name__ == "__main__":
-    main()
+def build_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True,
+              config_files: list[str | Path] = ()) -> DistillCLI:
+    """The CLI on ``args`` (a command line as a list, or with ``run=False`` a config dict) instead of
+    ``sys.argv``; ``config_files`` are composed in order beneath it (a recipe's base, then its override)."""
+    quiet_third_party()
+    parser_kwargs: dict[str, Any] = {"default_config_files": [str(p) for p in config_files]} if config_files else {}
+    if run and parser_kwargs:
+        parser_kwargs = {sub: parser_kwargs for sub in ("fit", "validate", "test", "predict")}
+    with warnings.catch_warnings():  # called from Python: the caller's own sys.argv is not ours to parse
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+        return DistillCLI(Classifier, WasteDataModule, subclass_mode_model=True, seed_everything_default=0, args=args,
+                          run=run, parser_kwargs=parser_kwargs,
+                          trainer_defaults={"deterministic": "warn", "log_every_n_steps": 10},
+                          save_config_kwargs={"overwrite": True})

@@ -5,8 +5,9 @@ Layout (the contract)::
     ROOT/train/<Class>/*.jpg   ROOT/val/<Class>/*.jpg   ROOT/test/NoLabel/*.jpg
 
 Class names come from the folders, sorted, and must be identical in ``train/`` and ``val/``.
-Batches are ``(images, labels, indices)``: ``images`` uint8 ``B x 3 x S x S`` at the base size
-``S = image_size``; the training module resizes and normalises a view for each model.
+Batches are ``Batch`` dicts: ``image`` uint8 ``B x 3 x S x S`` at the base size ``S = image_size``,
+``label`` (``UNLABELED`` for images to predict) and ``index`` into the dataset; the teacher-output cache
+adds ``teacher_logits``. The training module resizes and normalises a view for each model.
 """
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
-from PIL import Image, ImageOps
+from distill.console import say
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from distill.transforms import AUGMENTATIONS, augmentation, to_square
+from distill.preprocess import ImageLoadError, load_square
+from distill.transforms import AUGMENTATIONS, augmentation
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,13 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 UNLABELED = -1
 
 
-class ImageLoadError(RuntimeError):
-    """An image file that cannot be decoded; the message names the file."""
+class Batch(TypedDict, total=False):
+    """What a data loader yields (collated): every key is a tensor with the batch first."""
+
+    image: torch.Tensor  # uint8 B x 3 x S x S at the base size
+    label: torch.Tensor  # int64, UNLABELED for images to predict
+    index: torch.Tensor  # int64 position in the dataset
+    teacher_logits: torch.Tensor  # float32 B x C, only when replaying the teacher-output cache
 
 
 @dataclass(frozen=True)
@@ -115,49 +122,10 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
     return sorted(train_idx), sorted(val_idx)
 
 
-# ---------------------------------------------------------------- decoding
-
-def load_rgb(path: str | Path, min_side: int | None = None) -> np.ndarray:
-    """Decode ``path`` as HxWx3 uint8 RGB: EXIF orientation applied; L, LA, P, RGBA, CMYK, I;16 and other
-    modes converted (alpha composited on black). ``min_side``: a large JPEG may be decoded at a reduced
-    scale whose sides stay >= ``min_side`` (much faster). Raises ``ImageLoadError`` naming the file."""
-    try:
-        with Image.open(path) as im:
-            if min_side is not None and im.format == "JPEG":
-                im.draft(im.mode, (min_side, min_side))
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                peak = 65535.0 if arr.max() > 255 else 255.0
-                im = Image.fromarray(np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8), "L")
-            elif im.mode == "F":
-                arr = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L")
-            if im.mode in ("P", "PA"):
-                im = im.convert("RGBA")
-            if im.mode == "LA":
-                im = im.convert("RGBA")
-            if im.mode == "RGBA":
-                rgb = Image.new("RGB", im.size, (0, 0, 0))
-                rgb.paste(im, mask=im.getchannel("A"))
-                im = rgb
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except Exception as err:
-        raise ImageLoadError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
-    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ImageLoadError(f"cannot read image {path}: empty image")
-    return np.ascontiguousarray(arr)
-
-
-def load_square(path: str | Path, size: int, keep_aspect: bool = True) -> np.ndarray:
-    """``load_rgb`` then ``to_square`` at ``size``: the base image every transform starts from."""
-    return to_square(load_rgb(path, min_side=2 * size), size, keep_aspect)
-
-
 # ---------------------------------------------------------------- datasets
 
 class ImageDataset(Dataset):
-    """Samples -> ``(uint8 3xSxS tensor, label, index)``; optionally backed by a decoded-image cache."""
+    """Samples -> ``{"image": uint8 3xSxS tensor, "label", "index"}``; optionally backed by a decoded-image cache."""
 
     def __init__(self, samples: list[Sample], size: int, augment: str = "none", keep_aspect: bool = True,
                  cache: "np.ndarray | None" = None, blank: set[int] | None = None):
@@ -168,8 +136,6 @@ class ImageDataset(Dataset):
         self.augment = augmentation(augment)
         self.cache = cache
         self.blank = blank or set()  # indices served as black images (unreadable, predict_fallback)
-        self.teacher_outputs = None  # set by distill.teacher_cache.TeacherCache
-        self.rendered_views: torch.Tensor | None = None  # N x K x 3 x s x s, set by TeacherCache(render=True)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -191,18 +157,10 @@ class ImageDataset(Dataset):
             image = np.array(image)
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
-    def __getitem__(self, index: int):
-        label = self.samples[index].label
-        if self.teacher_outputs is not None:  # replay one recorded view and its teacher logits
-            k = int(torch.randint(0, self.teacher_outputs.views, ()).item())
-            if self.rendered_views is not None:
-                image = self.rendered_views[index, k]
-            else:
-                image = self.view(index, int(self.teacher_outputs.seeds[index, k]))
-            return image, label, index, self.teacher_outputs.view_logits(index, k)
+    def __getitem__(self, index: int) -> dict:
         # albumentations keeps its own RNG: seed it from torch's, which Lightning seeds per worker.
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if self.augment_name != "none" else None
-        return self.view(index, seed), label, index
+        return {"image": self.view(index, seed), "label": self.samples[index].label, "index": index}
 
 
 def cache_bytes(n_images: int, size: int) -> int:
@@ -313,7 +271,6 @@ class WasteDataModule(L.LightningDataModule):
                              f"{self.class_names}")
         self.skipped_files: list[str] = []
         self.predict_unreadable: list[str] = []  # unreadable images handled by predict_fallback
-        self._prepared = False
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
         self.predict_set: ImageDataset | None = None
@@ -336,8 +293,10 @@ class WasteDataModule(L.LightningDataModule):
     # -- lightning hooks
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        if stage in (None, "fit", "validate", "test") and not self._prepared:
-            self._prepare_labelled()
+        if stage in (None, "fit"):
+            self._prepare_labelled(("train", "val"))
+        elif stage in ("validate", "test"):
+            self._prepare_labelled(("val",))
         if stage in (None, "predict") and self.predict_set is None:
             samples = predict_samples(self.predict_dir)
             self._announce_cache(len(samples))
@@ -355,31 +314,35 @@ class WasteDataModule(L.LightningDataModule):
             self.predict_set = ImageDataset(samples, hp.image_size, "none", hp.keep_aspect, cache,
                                             blank={i for i, s in enumerate(samples) if str(s.path) in errors})
 
-    def _prepare_labelled(self) -> None:
+    def _prepare_labelled(self, splits: tuple[str, ...]) -> None:
+        """Decode the labelled ``splits`` (``train``, ``val``) not decoded yet; one warning for unreadable files."""
         hp = self.hparams
-        self._announce_cache(len(self.train_samples) + len(self.val_samples))
-        train_cache, good_train, err_train = decode_all(self.train_samples, hp.image_size, hp.keep_aspect,
-                                                        "decoding train images", hp.cache_images, hp.image_cache_dir)
-        val_cache, good_val, err_val = decode_all(self.val_samples, hp.image_size, hp.keep_aspect,
-                                                  "decoding val images", hp.cache_images, hp.image_cache_dir)
-        errors = {**err_train, **err_val}
+        todo = [s for s in splits if getattr(self, f"{s}_set") is None]
+        if not todo:
+            return
+        self._announce_cache(sum(len(getattr(self, f"{s}_samples")) for s in todo))
+        errors: dict[str, str] = {}
+        for split in todo:
+            samples = getattr(self, f"{split}_samples")
+            cache, good, err = decode_all(samples, hp.image_size, hp.keep_aspect, f"decoding {split} images",
+                                          hp.cache_images, hp.image_cache_dir)
+            errors.update(err)
+            samples = [samples[i] for i in good]
+            setattr(self, f"{split}_samples", samples)
+            augment = hp.augment if split == "train" else "none"
+            setattr(self, f"{split}_set", ImageDataset(samples, hp.image_size, augment, hp.keep_aspect, cache))
         if errors:
             listing = "\n  ".join(errors.values())
             if hp.strict:
                 raise ImageLoadError(f"{len(errors)} unreadable training image(s) (strict mode):\n  {listing}")
-            warnings.warn(f"skipped {len(errors)} unreadable image(s):\n  {listing}", stacklevel=2)
-        self.skipped_files = list(errors)
-        self.train_samples = [self.train_samples[i] for i in good_train]
-        self.val_samples = [self.val_samples[i] for i in good_val]
-        self.train_set = ImageDataset(self.train_samples, hp.image_size, hp.augment, hp.keep_aspect, train_cache)
-        self.val_set = ImageDataset(self.val_samples, hp.image_size, "none", hp.keep_aspect, val_cache)
-        self._prepared = True
+            warnings.warn(f"skipped {len(errors)} unreadable image(s):\n  {listing}", stacklevel=3)
+        self.skipped_files += list(errors)
 
     def _announce_cache(self, n_images: int) -> None:
         hp = self.hparams
         if hp.cache_images:
             where = f"memory-mapped in {hp.image_cache_dir}" if hp.image_cache_dir else "in RAM"
-            rank_zero_info(f"image cache: {n_images} images at {hp.image_size}px take "
+            say(f"image cache: {n_images} images at {hp.image_size}px take "
                            f"{cache_bytes(n_images, hp.image_size) / 2**20:.1f} MiB {where}")
 
     def _loader(self, dataset: Dataset, shuffle: bool, sampler=None) -> DataLoader:

@@ -4,7 +4,7 @@ Nine imbalanced classes named like the target data; each class is a shape of a t
 noisy background, drawn at varied image sizes and aspect ratios. ``test/NoLabel`` holds unlabelled
 images drawn the same way.
 
-    python -m distill.demo runs/demo-data
+    distill demo runs/demo-data
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def make_demo_dataset(root: str | Path, per_class: int = 40, test_images: int = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write the built-in synthetic demo data set.")
+    parser = argparse.ArgumentParser(prog="distill demo", description="Write the built-in synthetic demo data set.")
     parser.add_argument("root")
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--test-images", type=int, default=30)
@@ -79,6 +79,3 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(make_demo_dataset(args.root, args.per_class, args.test_images, args.seed))
 
-
-if __name__ == "__main__":
-    main()

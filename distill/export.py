@@ -1,6 +1,6 @@
 """Deployment export: fold BN, write TorchScript and ONNX, check they match the PyTorch student.
 
-    python -m distill.export runs/trashnet/student_kd/seed_0/model.pt --out runs/export --data ../shared/data/trashnet
+    distill export runs/trashnet/student_kd/seed_0/model.pt --out runs/export --data ../shared/data/trashnet
 """
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from distill.checkpoint import atomic_write, atomic_write_text, load_trained
-from distill.complexity import competition_macs, count_macs
-from distill.rules import check_rules
+from distill.competition import check_rules, competition_macs
+from distill.complexity import count_macs
+from distill.data import read_layout
+from distill.preprocess import preprocess_files
 from models import fuse_bn
 
 ONNX_OPSET = 17
@@ -39,18 +41,15 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
 
 
-def sample_inputs(model: nn.Module, data_root: str | None, n: int = 16) -> torch.Tensor:
-    """Normalised inputs for the check: real validation images when ``data_root`` is given, else noise."""
+def sample_inputs(model: nn.Module, data_root: str | None, base_size: int | None = None, n: int = 16) -> torch.Tensor:
+    """Inputs for the check: the first ``n`` validation images of ``data_root`` through the deployment path
+    (``distill.preprocess.preprocess_files`` at ``base_size``), else seeded noise."""
     size = model.preprocess.input_size
     if data_root is None:
         return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0))
-    from distill.data import WasteDataModule
-    from distill.module import model_view
-
-    dm = WasteDataModule(data_root, image_size=size, augment="none", cache_images=False)
-    dm.setup("validate")
-    images = torch.stack([dm.val_set[i][0] for i in range(min(n, len(dm.val_set)))])
-    return model_view(images, model.preprocess)
+    _, train, val = read_layout(data_root)
+    paths = [s.path for s in (val or train)[:n]]
+    return preprocess_files(paths, base_size or size, model.preprocess)
 
 
 def export_student(model: nn.Module, out_dir: str | Path, inputs: torch.Tensor, atol: float = 1e-4,
@@ -109,18 +108,16 @@ def export_student(model: nn.Module, out_dir: str | Path, inputs: torch.Tensor, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fold BN and export a trained student to TorchScript and ONNX.")
+    parser = argparse.ArgumentParser(prog="distill export",
+                                     description="Fold BN and export a trained student to TorchScript and ONNX.")
     parser.add_argument("model", help="trained model file (model.pt from the pipeline, or a Lightning .ckpt)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", help="data root: check the exports on its validation images")
     parser.add_argument("--atol", type=float, default=1e-4)
     args = parser.parse_args(argv)
-    model, _ = load_trained(args.model)
-    report = export_student(model, args.out, sample_inputs(model, args.data), args.atol)
+    model, meta = load_trained(args.model)
+    report = export_student(model, args.out, sample_inputs(model, args.data, meta["base_size"]), args.atol)
     print(json.dumps(asdict(report), indent=2))
     if report.notes and any("differ" in n for n in report.notes):
         raise SystemExit(1)
 
-
-if __name__ == "__main__":
-    main()

@@ -1,105 +1,182 @@
 """The whole job in one command: fine-tune the teacher, distil the student, evaluate, write the submission.
 
-    python -m distill.pipeline --demo runs/demo                     # built-in synthetic data, no downloads
-    python -m distill.pipeline --recipe recipes/trashnet --out runs/trashnet --seeds 0 1 2 --baseline
+    distill pipeline --demo runs/demo                       # built-in synthetic data, no downloads
+    distill pipeline --recipe trashnet --out runs/trashnet --seeds 0 1 2 --baseline
+    distill pipeline --recipe trashnet --out runs/x --set trainer.max_epochs=30 --set teacher_cache.views=64
 
-Each stage is a run of the ``distill`` CLI (``distill.cli``) with the recipe's YAML. A finished stage
-(its ``stage.json`` exists) is reused when the command is run again, so an interrupted pipeline
-resumes where it stopped.
+Each stage is a ``fit`` of the Lightning CLI (``distill.cli``) built from the recipe's configs (the
+shipped ``base`` first, then the recipe's own) plus a dict of overrides. A finished stage (its
+``stage.json``) is reused when the command runs again; an interrupted one resumes from its ``last.ckpt``.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 import statistics
 import sys
 import time
+from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from distill.checkpoint import atomic_write_text, load_trained, save_trained
+from distill.console import say
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _stage_file(run_dir: Path) -> Path:
-    return run_dir / "stage.json"
+STAGES = ("teacher", "student")
 
 
-def run_fit(config: Path, run_dir: Path, overrides: list[str], seed: int) -> dict[str, Any]:
-    """``distill fit`` into ``run_dir`` (skipped if already finished); returns the stage record."""
+@dataclass(frozen=True)
+class Recipe:
+    """A folder with ``teacher.yaml`` and ``student.yaml``, composed on top of the shipped ``base`` recipe."""
+
+    folder: Path
+
+    @staticmethod
+    def shipped() -> Path:
+        return Path(str(resources.files("distill.recipes")))
+
+    @classmethod
+    def find(cls, name_or_path: str | Path) -> "Recipe":
+        """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``)."""
+        path = Path(name_or_path)
+        folder = path if path.is_dir() else cls.shipped() / str(name_or_path)
+        if not folder.is_dir():
+            names = sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
+            raise FileNotFoundError(f"recipe {name_or_path!r}: no such folder, and no shipped recipe of that name "
+                                    f"(shipped: {names})")
+        for stage in STAGES:
+            if not (folder / f"{stage}.yaml").is_file():
+                raise FileNotFoundError(f"recipe {folder}: {stage}.yaml not found")
+        return cls(folder)
+
+    def configs(self, stage: str) -> list[Path]:
+        """The config files of ``stage``, in the order they are composed."""
+        return [self.shipped() / "base" / f"{stage}.yaml", self.folder / f"{stage}.yaml"]
+
+    def data_root(self) -> str | None:
+        roots = [yaml.safe_load(p.read_text()).get("data", {}).get("root") for p in self.configs("student")]
+        return next((r for r in reversed(roots) if r), None)
+
+
+@dataclass
+class StageRecord:
+    """What a finished ``fit`` stage leaves in its ``stage.json``."""
+
+    val_f1: float
+    seconds: float
+    checkpoint: str
+    config: str
+    model_file: str
+    seed: int
+    input_size: int
+    base_size: int
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "StageRecord":
+        return cls(**json.loads(path.read_text()))
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict ``override`` on top of ``base`` (a new dict; neither is changed)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """``"trainer.max_epochs=30"`` -> ``{"trainer": {"max_epochs": 30}}`` (the value read as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE, e.g. trainer.max_epochs=30")
+    out: dict[str, Any] = yaml.safe_load(value)
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: int) -> StageRecord:
+    """One ``fit`` of the CLI into ``run_dir`` (reused if finished, resumed if interrupted)."""
     from distill.cli import build_cli
 
-    record_path = _stage_file(run_dir)
+    record_path = run_dir / "stage.json"
     if record_path.exists():
-        record = json.loads(record_path.read_text())
-        print(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record['val_f1']:.4f})")
+        record = StageRecord.load(record_path)
+        say(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record.val_f1:.4f})")
         return record
     checkpoints = run_dir / "checkpoints"
-    args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(run_dir),
-            "--checkpoint.dirpath", str(checkpoints), "--last_checkpoint.dirpath", str(checkpoints),
-            "--seed_everything", str(seed), *overrides]
-    if (checkpoints / "last.ckpt").exists():  # an interrupted stage continues from its last finished epoch
-        args += ["--ckpt_path", str(checkpoints / "last.ckpt")]
-        print(f"[pipeline] resuming {run_dir} from {checkpoints / 'last.ckpt'}")
-    print("[pipeline] distill " + " ".join(shlex.quote(a) for a in args), flush=True)
+    args = merge(settings, {"seed_everything": seed, "trainer": {"default_root_dir": str(run_dir)},
+                            "checkpoint": {"dirpath": str(checkpoints)},
+                            "last_checkpoint": {"dirpath": str(checkpoints)}})
+    resume = checkpoints / "last.ckpt"
+    say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume.exists() else ""))
     start = time.time()
-    cli = build_cli(args)
+    cli = build_cli(args, run=False, config_files=configs)
+    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
     seconds = time.time() - start
-    callback = cli.trainer.checkpoint_callback
-    best = Path(callback.best_model_path)
-    model, meta = load_trained(best)
-    exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"])
-    val_f1 = callback.best_model_score if callback.best_model_score is not None else meta["val_f1"]
-    record = {"val_f1": float(val_f1), "seconds": seconds, "checkpoint": str(best),
-              "config": str(Path(cli.trainer.log_dir) / "config.yaml"), "model_file": str(exported), "seed": seed,
-              "input_size": meta["input_size"]}
-    atomic_write_text(record_path, json.dumps(record, indent=2))
+    best_callback = cli.config_init["checkpoint"]
+    model, meta = load_trained(best_callback.best_model_path)
+    exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
+                            base_size=meta["base_size"])
+    val_f1 = best_callback.best_model_score if best_callback.best_model_score is not None else meta["val_f1"]
+    record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(best_callback.best_model_path),
+                         config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
+                         input_size=meta["input_size"], base_size=meta["base_size"])
+    record.save(record_path)
     return record
 
 
-def run_predict(stage: dict[str, Any], out_dir: Path, predict_dir: Path | None, layout: str) -> Path | None:
+def run_predict(stage: StageRecord, out_dir: Path, predict_dir: Path | None, layout: str) -> Path | None:
+    """``predict`` with the stage's own config and best checkpoint: ``submission.csv`` in ``out_dir``."""
     from distill.cli import build_cli
-    from distill.submission import SubmissionWriter
 
-    args = ["predict", "--config", stage["config"], "--ckpt_path", stage["checkpoint"],
-            "--submission.out_dir", str(out_dir), "--submission.layout", layout, "--submission.overwrite", "true",
-            "--trainer.logger", "false"]
+    args: dict[str, Any] = {"submission": {"out_dir": str(out_dir), "layout": layout, "overwrite": True},
+                            "trainer": {"logger": False}}
     if predict_dir is not None:
-        args += ["--data.predict_dir", str(predict_dir)]
-    cli = build_cli(args)
-    return next(c.written for c in cli.trainer.callbacks if isinstance(c, SubmissionWriter))
+        args["data"] = {"predict_dir": str(predict_dir)}
+    cli = build_cli(args, run=False, config_files=[stage.config])
+    cli.trainer.predict(cli.model, cli.datamodule, ckpt_path=stage.checkpoint)
+    return cli.config_init["submission"].written
 
 
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def run_pipeline(recipe: Path, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
+def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
-                 student_overrides: list[str] | None = None, teacher_only: bool = False,
+                 settings: dict[str, Any] | None = None, teacher_only: bool = False,
                  command: str = "") -> dict[str, Any]:
-    """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report."""
-    from distill.complexity import competition_score, describe
+    """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report.
 
-    import yaml
+    ``settings``: overrides for the student stages (nested dict, as ``--set`` gives)."""
+    from distill.competition import competition_score, describe
 
-    data_root = data_root or yaml.safe_load((recipe / "student.yaml").read_text())["data"]["root"]
-    data = ["--data.root", data_root]
-    extra = list(student_overrides or [])
+    data_root = data_root or recipe.data_root()
+    data = {"data": {"root": data_root}}
+    student_settings = merge(data, settings or {})
     t0 = time.time()
-    teacher = run_fit(recipe / "teacher.yaml", out / "teacher", data, seeds[0])
+    teacher = run_fit(recipe.configs("teacher"), out / "teacher", data, seeds[0])
     if teacher_only:
-        return {"teacher_f1": teacher["val_f1"], "seconds": {"teacher": teacher["seconds"]}}
-    teacher_args = ["--model.teacher_weights", teacher["model_file"], "--teacher_cache.cache_dir",
-                    str(out / "teacher_cache")]
-    kd = [run_fit(recipe / "student.yaml", out / f"student_kd/seed_{s}", data + teacher_args + extra, s) for s in seeds]
-    ce = [run_fit(recipe / "student.yaml", out / f"student_ce/seed_{s}", data + ["--model.teacher", "null"] + extra, s)
+        return {"teacher_f1": teacher.val_f1, "seconds": {"teacher": teacher.seconds}}
+    with_teacher = merge(student_settings, {
+        "model": {"init_args": {"teacher": {"weights": teacher.model_file}}},
+        "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
+    without_teacher = merge(student_settings, {"model": {"init_args": {"teacher": None}}})
+    kd = [run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{s}", with_teacher, s) for s in seeds]
+    ce = [run_fit(recipe.configs("student"), out / "student_ce" / f"seed_{s}", without_teacher, s)
           for s in seeds] if baseline else []
 
-    best = max(kd, key=lambda r: r["val_f1"])  # one model, selected on the validation split
-    student, meta = load_trained(best["model_file"])
+    best = max(kd, key=lambda r: r.val_f1)  # one model, selected on the validation split
+    student, meta = load_trained(best.model_file)
     info = describe(student, meta["input_size"])
     predict_dir = predict_dir or Path(data_root) / "test" / "NoLabel"
     submission = None
@@ -107,22 +184,21 @@ def run_pipeline(recipe: Path, out: Path, data_root: str | None, seeds: list[int
     if predict_dir.is_dir():
         submission = run_predict(best, out, predict_dir, layout)
     else:
-        print(f"[pipeline] no prediction folder {predict_dir}: skipping the submission")
-    seconds_predict = time.time() - t_predict
+        say(f"[pipeline] no prediction folder {predict_dir}: skipping the submission")
     summary = {
-        "teacher_f1": teacher["val_f1"],
-        "student_kd_f1": _mean([r["val_f1"] for r in kd]),
-        "student_ce_f1": _mean([r["val_f1"] for r in ce]),
-        "student_kd_f1_per_seed": [r["val_f1"] for r in kd],
-        "student_ce_f1_per_seed": [r["val_f1"] for r in ce],
+        "teacher_f1": teacher.val_f1,
+        "student_kd_f1": _mean([r.val_f1 for r in kd]),
+        "student_ce_f1": _mean([r.val_f1 for r in ce]),
+        "student_kd_f1_per_seed": [r.val_f1 for r in kd],
+        "student_ce_f1_per_seed": [r.val_f1 for r in ce],
         "seeds": seeds,
         "student_macs": info["macs_fvcore"], "student_macs_competition": info["macs_competition"],
         "student_params": info["params"], "student_input_size": meta["input_size"],
         "student_rules_ok": not info["rule_violations"],
-        "score_estimate": competition_score(best["val_f1"], info["macs_fvcore"]),
-        "selected_student": best["model_file"], "submission": str(submission) if submission else None,
-        "seconds": {"teacher": teacher["seconds"], "student_kd": [r["seconds"] for r in kd],
-                    "student_ce": [r["seconds"] for r in ce], "predict": seconds_predict,
+        "score_estimate": competition_score(best.val_f1, info["macs_fvcore"]),
+        "selected_student": best.model_file, "submission": str(submission) if submission else None,
+        "seconds": {"teacher": teacher.seconds, "student_kd": [r.seconds for r in kd],
+                    "student_ce": [r.seconds for r in ce], "predict": time.time() - t_predict,
                     "total_this_run": time.time() - t0},
         "command": command,
     }
@@ -148,9 +224,10 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="distill pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", metavar="OUT", help="run on the built-in synthetic data set, writing into OUT")
-    parser.add_argument("--recipe", type=Path, help="folder with teacher.yaml and student.yaml")
+    parser.add_argument("--recipe", help="a shipped recipe name (demo, trashnet, target) or a recipe folder")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.add_argument("--data-root", help="data folder (overrides the recipe's data.root)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -159,34 +236,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layout", choices=["csv", "competition"], default="csv")
     parser.add_argument("--teacher-only", action="store_true", help="stop after fine-tuning the teacher")
     parser.add_argument("--results-json", type=Path, help="also write the summary here")
-    parser.add_argument("--student-arg", action="append", default=[], metavar="OPTION=VALUE",
-                        help="extra CLI override for the student stages, e.g. --student-arg=--trainer.max_epochs=5")
+    parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
+                        help="override for the student stages, e.g. --set trainer.max_epochs=30 (repeatable)")
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    command = "python -m distill.pipeline " + " ".join(shlex.quote(a) for a in argv)
+    command = "distill pipeline " + " ".join(shlex.quote(a) for a in argv)
     if args.demo:
         from distill.demo import make_demo_dataset
 
         out = Path(args.demo)
         root = out / "data"
         if not (root / "train").is_dir():
-            print(f"[pipeline] writing the synthetic demo data set to {root}")
+            say(f"[pipeline] writing the synthetic demo data set to {root}")
             make_demo_dataset(root, per_class=60, test_images=40, seed=0)
-        recipe, data_root = args.recipe or REPO / "recipes" / "demo", str(root)
+        recipe_name, data_root = args.recipe or "demo", str(root)
     else:
         if args.recipe is None or args.out is None:
-            parser.error("give --demo OUT, or --recipe DIR and --out DIR")
-        recipe, out, data_root = args.recipe, args.out, args.data_root
-    for name in ("teacher.yaml", "student.yaml"):
-        if not (recipe / name).is_file():
-            parser.error(f"--recipe {recipe}: {name} not found")
+            parser.error("give --demo OUT, or --recipe NAME|DIR and --out DIR")
+        recipe_name, out, data_root = args.recipe, args.out, args.data_root
+    try:
+        recipe = Recipe.find(recipe_name)
+    except FileNotFoundError as err:
+        parser.error(f"--recipe: {err}")
+    settings: dict[str, Any] = {}
+    for setting in args.settings:
+        settings = merge(settings, setting)
     summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
-                           args.results_json, args.student_arg, args.teacher_only, command)
+                           args.results_json, settings, args.teacher_only, command)
     if args.teacher_only:
         print(f"teacher val macro F1: {summary['teacher_f1']:.4f} ({summary['seconds']['teacher']:.0f} s)")
         return
     print_summary(summary, out)
-
-
-if __name__ == "__main__":
-    main()

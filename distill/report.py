@@ -1,7 +1,10 @@
 """Report card of a trained student on the validation split: confusion matrix, per-class table,
 params, MACs (both counters), latency and score, as ``report_card.json`` + ``report_card.md``.
 
-    python -m distill.report runs/trashnet/student_kd/seed_0/model.pt --data ../shared/data/trashnet --out runs/card
+    distill report runs/trashnet/student_kd/seed_0/model.pt --data ../shared/data/trashnet --out runs/card
+
+The validation images go through the same path as in training (``distill.preprocess``, at the base size
+recorded in the model file), so the card's macro F1 is the one training reported.
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
 
 from distill.checkpoint import atomic_write_text, load_trained
-from distill.complexity import F1_BASE, MACS_BASE, competition_score, describe
-from distill.module import model_view
+from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
+from distill.data import WasteDataModule
+from distill.preprocess import model_input
 
 
 @torch.no_grad()
@@ -29,8 +33,8 @@ def evaluate(model: nn.Module, loader, num_classes: int) -> dict[str, torch.Tens
                "macro_f1": MulticlassF1Score(num_classes, average="macro"),
                "confusion": MulticlassConfusionMatrix(num_classes)}
     model.eval()
-    for images, labels, *_ in loader:
-        preds = model(model_view(images, model.preprocess)).argmax(1)
+    for batch in loader:
+        preds, labels = model(model_input(batch["image"], model.preprocess)).argmax(1), batch["label"]
         for metric in metrics.values():
             metric.update(preds, labels)
     return {name: metric.compute() for name, metric in metrics.items()}
@@ -78,7 +82,7 @@ def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) 
     plt.close(fig)
 
 
-def report_card(model: nn.Module, dm, out_dir: str | Path, f1_base: float = F1_BASE,
+def report_card(model: nn.Module, dm: WasteDataModule, out_dir: str | Path, f1_base: float = F1_BASE,
                 macs_base: float = MACS_BASE) -> dict[str, Any]:
     """Evaluate ``model`` on ``dm``'s validation split and write the report card into ``out_dir``."""
     out = Path(out_dir)
@@ -117,20 +121,15 @@ def report_card(model: nn.Module, dm, out_dir: str | Path, f1_base: float = F1_B
 
 
 def main(argv: list[str] | None = None) -> None:
-    from distill.data import WasteDataModule
-
-    parser = argparse.ArgumentParser(description="Report card of a trained student on the validation split.")
+    parser = argparse.ArgumentParser(prog="distill report",
+                                     description="Report card of a trained student on the validation split.")
     parser.add_argument("model", help="model.pt from the pipeline or a Lightning .ckpt")
     parser.add_argument("--data", required=True, help="data root (its val/ split is evaluated)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
-    model, _ = load_trained(args.model)
-    dm = WasteDataModule(args.data, image_size=model.preprocess.input_size, augment="none",
-                         keep_aspect=args.keep_aspect)
+    model, meta = load_trained(args.model)
+    dm = WasteDataModule(args.data, image_size=meta["base_size"], augment="none", keep_aspect=args.keep_aspect)
     card = report_card(model, dm, args.out)
     print(f"val macro F1 {card['val_macro_f1']:.4f}, score {card['score']:.4f}; wrote {Path(args.out) / 'report_card.md'}")
 
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Score-driven student search: short KD runs of candidate students from one fine-tuned teacher (its
 outputs cached once and shared), then the Pareto front of MACs vs macro F1 and the best by score.
 
-    python -m distill.search --recipe recipes/trashnet --teacher-weights runs/trashnet/teacher/model.pt \
+    distill search --recipe trashnet --teacher-weights runs/trashnet/teacher/model.pt \
         --out runs/search --data-root ../shared/data/trashnet \
         --students nano micro tiny --sizes 56 64 80 --widths 0.75 1.0 --epochs 15 [--budget 8]
 
@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.checkpoint import atomic_write_text
-from distill.complexity import F1_BASE, MACS_BASE, competition_score, describe
+from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
+from distill.console import say
+from distill.pipeline import Recipe, merge, run_fit
 
 FIELDS = ["name", "student", "input_size", "width", "params", "macs_fvcore", "macs_competition", "val_f1",
           "score", "margin_over_0.5", "seconds", "model_file"]
@@ -124,39 +126,41 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def run_search(recipe: Path, teacher_weights: str, out: Path, data_root: str | None, grid: list[Candidate],
+def run_search(recipe: Recipe, teacher_weights: str, out: Path, data_root: str | None, grid: list[Candidate],
                epochs: int, seed: int = 0, margin: float = 0.05, f1_base: float = F1_BASE,
-               macs_base: float = MACS_BASE, extra: list[str] | None = None,
+               macs_base: float = MACS_BASE, settings: dict | None = None,
                cache_dir: str | None = None) -> dict:
+    """Train every candidate of ``grid`` (skipping finished ones), then write the CSVs, the plot and a summary."""
     from distill.checkpoint import load_trained
-    from distill.pipeline import run_fit
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "search.csv"
     rows = read_rows(csv_path)
     done = {r["name"] for r in rows}
-    data = ["--data.root", data_root] if data_root else []
+    shared = merge({"data": {"root": data_root}} if data_root else {}, {
+        "model": {"init_args": {"teacher": {"weights": teacher_weights}}},
+        "teacher_cache": {"cache_dir": str(cache_dir or out / "teacher_cache")},
+        "data": {"image_cache_dir": str(out / "image_cache")},
+        "trainer": {"max_epochs": epochs, "enable_progress_bar": False}})
+    shared = merge(shared, settings or {})
     for i, cand in enumerate(grid):
         if cand.name in done:
-            print(f"[search] {cand.name}: done already, skipped")
+            say(f"[search] {cand.name}: done already, skipped")
             continue
-        print(f"[search] candidate {i + 1}/{len(grid)}: {cand.name}", flush=True)
+        say(f"[search] candidate {i + 1}/{len(grid)}: {cand.name}")
         start = time.time()
-        record = run_fit(recipe / "student.yaml", out / "runs" / cand.name, data + [
-            "--model.student", cand.student, "--model.student_size", str(cand.input_size),
-            "--model.student_width", str(cand.width), "--model.teacher_weights", teacher_weights,
-            "--teacher_cache.cache_dir", str(cache_dir or out / "teacher_cache"), "--data.image_cache_dir", str(out / "image_cache"),
-            "--trainer.max_epochs", str(epochs),
-            "--trainer.enable_progress_bar", "false", *(extra or [])], seed)
-        model, meta = load_trained(record["model_file"])
+        candidate = {"model": {"init_args": {"student": cand.student, "input_size": cand.input_size,
+                                             "width": cand.width}}}
+        record = run_fit(recipe.configs("student"), out / "runs" / cand.name, merge(shared, candidate), seed)
+        model, meta = load_trained(record.model_file)
         info = describe(model, meta["input_size"])
-        f1 = record["val_f1"]
+        f1 = record.val_f1
         rows.append({"name": cand.name, "student": cand.student, "input_size": cand.input_size, "width": cand.width,
                      "params": info["params"], "macs_fvcore": info["macs_fvcore"],
                      "macs_competition": info["macs_competition"], "val_f1": f1,
                      "score": competition_score(f1, info["macs_fvcore"], f1_base, macs_base),
-                     "margin_over_0.5": f1 - 0.5, "seconds": record.get("seconds", time.time() - start),
-                     "model_file": record["model_file"]})
+                     "margin_over_0.5": f1 - 0.5, "seconds": record.seconds or time.time() - start,
+                     "model_file": record.model_file})
         write_rows(csv_path, rows)  # after each candidate: an interrupted search keeps what it finished
     front = pareto_front(rows)
     best = best_by_score(rows, margin)
@@ -169,8 +173,9 @@ def run_search(recipe: Path, teacher_weights: str, out: Path, data_root: str | N
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", type=Path, required=True, help="folder with student.yaml")
+    parser = argparse.ArgumentParser(prog="distill search", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", required=True, help="a shipped recipe name or a recipe folder")
     parser.add_argument("--teacher-weights", required=True, help="fine-tuned teacher (model.pt of the pipeline)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data-root")
@@ -186,22 +191,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher-cache-dir", help="reuse this teacher-output cache folder (default OUT/teacher_cache)")
     parser.add_argument("--retrain-epochs", type=int, help="retrain the best candidate with this longer schedule")
     args = parser.parse_args(argv)
+    try:
+        recipe = Recipe.find(args.recipe)
+    except FileNotFoundError as err:
+        parser.error(f"--recipe: {err}")
     grid = candidates(args.students, args.sizes, args.widths, args.budget, args.seed)
-    summary = run_search(args.recipe, args.teacher_weights, args.out, args.data_root, grid, args.epochs, args.seed,
+    summary = run_search(recipe, args.teacher_weights, args.out, args.data_root, grid, args.epochs, args.seed,
                          args.margin, args.f1_base, args.macs_base, cache_dir=args.teacher_cache_dir)
     best = summary["best"]
     if best is None:
-        print("[search] no candidate finished")
+        say("[search] no candidate finished")
         return
-    print(f"[search] best by score: {best['name']} F1 {best['val_f1']:.4f}, {best['macs_fvcore']:,} MACs, "
+    say(f"[search] best by score: {best['name']} F1 {best['val_f1']:.4f}, {best['macs_fvcore']:,} MACs, "
           f"score {best['score']:.4f}; Pareto front: {summary['pareto']}")
     if args.retrain_epochs:
         best_cand = [Candidate(best["student"], int(best["input_size"]), float(best["width"]))]
-        final = run_search(args.recipe, args.teacher_weights, args.out / "retrain", args.data_root, best_cand,
+        final = run_search(recipe, args.teacher_weights, args.out / "retrain", args.data_root, best_cand,
                            args.retrain_epochs, args.seed, args.margin, args.f1_base, args.macs_base,
                            cache_dir=args.teacher_cache_dir or str(args.out / "teacher_cache"))
-        print(f"[search] retrained best: F1 {final['best']['val_f1']:.4f}, score {final['best']['score']:.4f}")
+        say(f"[search] retrained best: F1 {final['best']['val_f1']:.4f}, score {final['best']['score']:.4f}")
 
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.checkpoint import atomic_write_text
-from distill.complexity import competition_score
+from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 
 LAYOUTS = ("csv", "competition")
 
@@ -60,11 +60,14 @@ class SubmissionWriter(BasePredictionWriter):
             same name.
         allow_rule_violations: write a submission even if the student fails the rules check.
         overwrite: replace an existing submission in ``out_dir``.
+        f1_base, macs_base: the score's constants for the report (the CLI links them from ``complexity``).
     """
 
     def __init__(self, out_dir: str | None = None, layout: str = "csv", allow_rule_violations: bool = False,
-                 overwrite: bool = False):
+                 overwrite: bool = False, f1_base: float = F1_BASE, macs_base: float = MACS_BASE):
         super().__init__(write_interval="epoch")
+        self.f1_base, self.macs_base = f1_base, macs_base
+        self.complexity: dict[str, Any] = {}
         if layout not in LAYOUTS:
             raise ValueError(f"submission.layout={layout!r}: choose one of {LAYOUTS}")
         self.out_dir, self.layout = out_dir, layout
@@ -74,7 +77,9 @@ class SubmissionWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size > 1:
             raise RuntimeError("predict writes one submission: run it on a single device (--trainer.devices 1)")
-        violations = pl_module.student_complexity()["rule_violations"]
+        net = pl_module.net
+        self.complexity = describe(net, net.preprocess.input_size)
+        violations = self.complexity["rule_violations"]
         if violations and not self.allow_rule_violations:
             raise RuleViolationError("the student breaks the competition rules, refusing to write a submission "
                                      "(set --submission.allow_rule_violations true to override):\n  "
@@ -96,12 +101,11 @@ class SubmissionWriter(BasePredictionWriter):
         if fallback in class_names:
             preds = [class_names.index(fallback) if n in unreadable else p for n, p in zip(names, preds)]
         rows = submission_rows(names, preds, class_names)
-        complexity = pl_module.student_complexity()
+        complexity = self.complexity
         out = free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
         text = render_csv(rows) if self.layout == "csv" else render_competition(rows, complexity["macs_fvcore"])
         self.written = atomic_write_text(out / "submission.csv", text)
         val_f1 = pl_module.best_val_f1
-        hp = pl_module.hparams
         report = {
             "submission": str(self.written), "layout": self.layout, "images": len(rows),
             "predict_dir": str(trainer.datamodule.predict_dir), "class_names": class_names,
@@ -109,9 +113,9 @@ class SubmissionWriter(BasePredictionWriter):
             "macs_fvcore": complexity["macs_fvcore"], "macs_competition": complexity["macs_competition"],
             "rules_ok": not complexity["rule_violations"], "rule_violations": complexity["rule_violations"],
             "val_macro_f1": val_f1,
-            "score": None if val_f1 is None else competition_score(val_f1, complexity["macs_fvcore"], hp.f1_base,
-                                                                   hp.macs_base),
-            "f1_base": hp.f1_base, "macs_base": hp.macs_base, "checkpoint": trainer.ckpt_path,
+            "score": None if val_f1 is None else competition_score(val_f1, complexity["macs_fvcore"], self.f1_base,
+                                                                   self.macs_base),
+            "f1_base": self.f1_base, "macs_base": self.macs_base, "checkpoint": trainer.ckpt_path,
             "inference": "single model, one forward pass per image, no test-time augmentation",
             "predicted_class_counts": {c: sum(1 for _, l in rows if l == c) for c in class_names},
             "unreadable_images": sorted(unreadable),

@@ -4,8 +4,9 @@ Shen & Xing, ECCV 2022).
 For every training image, K augmented views are drawn; each view is recorded by the seed of the
 augmentation pipeline, which reproduces its parameters (flips, affine matrix, colour factors,
 dropout holes) exactly. The teacher's logits for each view are stored. During student training
-each image replays one of its K views per epoch, pixel-identical to the recorded one, and the student
-gets its own resolution of it. K=1 with ``augment: none`` is the plain clean-image mode.
+``CachedViews`` (a dataset wrapper, like torchdistill's ``CacheableDataset``) replays one of the K
+views of each image per epoch, pixel-identical to the recorded one, with its teacher logits in the
+batch. K=1 with ``augment: none`` is the plain clean-image mode.
 
 The file is keyed by a hash of the teacher weights, the image list, the augmentation settings and K:
 any change gives another key, so stale outputs are never reused silently.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +24,14 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
-from torch import nn
+from distill.console import say
+from torch.utils.data import DataLoader, Dataset
 
 from distill.checkpoint import atomic_write, atomic_write_text
+from distill.data import ImageDataset
+from distill.preprocess import resize_uint8
+from distill.teacher import FrozenTeacher
 
-log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -57,18 +59,18 @@ class TeacherOutputs:
         return full
 
 
-def teacher_fingerprint(teacher: nn.Module) -> str:
+def teacher_fingerprint(teacher: FrozenTeacher) -> str:
     digest = hashlib.sha256()
-    for name, tensor in sorted(teacher.state_dict().items()):
+    for name, tensor in sorted(teacher.model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(repr(getattr(teacher, "preprocess", None)).encode())
+    digest.update(repr(teacher.preprocess).encode())
     return digest.hexdigest()
 
 
-def cache_key(teacher: nn.Module, dataset, views: int, seed: int, topk: int | None, precision: str = "32") -> str:
+def cache_key(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: int, topk: int | None) -> str:
     """Hash of everything the cached outputs depend on (fp32 keys are those of caches made before the
-    ``precision`` option existed)."""
+    precision option existed)."""
     digest = hashlib.sha256()
     digest.update(teacher_fingerprint(teacher).encode())
     for sample in dataset.samples:
@@ -76,8 +78,8 @@ def cache_key(teacher: nn.Module, dataset, views: int, seed: int, topk: int | No
         digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}|{sample.label}\n".encode())
     digest.update(f"size={dataset.size}|aspect={dataset.keep_aspect}|augment={dataset.augment_name}|views={views}|"
                   f"seed={seed}|topk={topk}|albumentations={albumentations.__version__}|v={FORMAT_VERSION}".encode())
-    if precision != "32":
-        digest.update(f"|precision={precision}".encode())
+    if teacher.precision != "32":
+        digest.update(f"|precision={teacher.precision}".encode())
     return digest.hexdigest()
 
 
@@ -85,10 +87,10 @@ def view_seeds(n_images: int, views: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, 2**31 - 1, size=(n_images, views), dtype=np.int64))
 
 
-class _ViewJobs(torch.utils.data.Dataset):
+class _ViewJobs(Dataset):
     """(image, view) pairs of a dataset as items, so loader workers can augment in parallel."""
 
-    def __init__(self, dataset, seeds: torch.Tensor):
+    def __init__(self, dataset: ImageDataset, seeds: torch.Tensor):
         self.dataset, self.seeds = dataset, seeds
         self.views = seeds.shape[1]
 
@@ -101,28 +103,23 @@ class _ViewJobs(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int = 0, topk: int | None = None,
-                            batch_size: int = 64, device: torch.device | str = "cpu",
-                            num_workers: int = 0, precision: str = "32") -> TeacherOutputs:
-    """Run ``teacher`` on K recorded views of every image of ``dataset`` (an ``ImageDataset``), with progress;
-    ``precision="bf16"``: under bfloat16 autocast (logits stored as float32)."""
-    from torch.utils.data import DataLoader
+def compute_teacher_outputs(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: int = 0,
+                            topk: int | None = None, batch_size: int = 64, num_workers: int = 0) -> TeacherOutputs:
+    """Run ``teacher`` on K recorded views of every image of ``dataset``, with a progress bar."""
     from tqdm.auto import tqdm
-
-    from distill.module import channels_last, teacher_forward
 
     if views < 1:
         raise ValueError(f"teacher cache views must be >= 1, got {views}")
     if dataset.augment_name == "none" and views > 1:
         raise ValueError("teacher cache: views > 1 needs an augmentation preset (augment: light or strong)")
-    channels_last(teacher.eval().to(device))
+    device = next(teacher.model.parameters()).device
     n = len(dataset)
     seeds = view_seeds(n, views, seed)
     jobs = DataLoader(_ViewJobs(dataset, seeds), batch_size=batch_size, num_workers=num_workers)
     outputs = None
     with tqdm(total=n * views, desc=f"teacher outputs ({views} views/image)", unit="view") as bar:
         for images, index, view in jobs:
-            logits = teacher_forward(teacher, images.to(device), precision).cpu()
+            logits = teacher(images.to(device)).cpu()
             if outputs is None:
                 outputs = torch.empty(n, views, logits.shape[1])
             outputs[index, view] = logits
@@ -135,21 +132,12 @@ def compute_teacher_outputs(teacher: nn.Module, dataset, views: int, seed: int =
     return TeacherOutputs(seeds, topk_values=values, topk_indices=indices, rest=rest, num_classes=num_classes)
 
 
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 ``B x 3 x S x S`` -> uint8 at ``size`` with the antialiased bilinear resize of ``model_view``."""
-    if images.shape[-1] == size:
-        return images
-    x = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
-                                        align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
 @torch.no_grad()
-def render_views(dataset, seeds: torch.Tensor, size: int, batch_size: int = 64, num_workers: int = 0) -> torch.Tensor:
+def render_views(dataset: ImageDataset, seeds: torch.Tensor, size: int, batch_size: int = 64,
+                 num_workers: int = 0) -> torch.Tensor:
     """Every recorded view replayed once and resized to the student's ``size``: uint8 ``N x K x 3 x size x size``.
 
     Training then reads views instead of re-augmenting full-size images every epoch."""
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     n, views = seeds.shape
@@ -179,27 +167,52 @@ def load_outputs(path: Path, key: str) -> TeacherOutputs | None:
                           data["num_classes"])
 
 
-def load_or_compute(teacher: nn.Module, dataset, cache_dir: str | Path, views: int, seed: int = 0,
-                    topk: int | None = None, batch_size: int = 64, device="cpu",
-                    num_workers: int = 0, precision: str = "32") -> tuple[TeacherOutputs, Path, bool]:
+def load_or_compute(teacher: FrozenTeacher, dataset: ImageDataset, cache_dir: str | Path, views: int, seed: int = 0,
+                    topk: int | None = None, batch_size: int = 64,
+                    num_workers: int = 0) -> tuple[TeacherOutputs, Path, bool]:
     """Cached outputs for (teacher, dataset, settings): loaded when the key matches, else computed and saved.
     Returns (outputs, file, whether they were computed now)."""
-    key = cache_key(teacher, dataset, views, seed, topk, precision)
+    key = cache_key(teacher, dataset, views, seed, topk)
     path = Path(cache_dir) / f"teacher_outputs_{key[:20]}.pt"
     cached = load_outputs(path, key)
     if cached is not None:
         return cached, path, False
     start = time.time()
-    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, device, num_workers, precision)
+    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, num_workers)
     save_outputs(path, outputs, key)
     info = {"seconds": time.time() - start, "images": len(dataset), "views": views, "topk": topk,
-            "precision": precision, "key": key}
+            "precision": teacher.precision, "key": key}
     atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
     return outputs, path, True
 
 
+class CachedViews(Dataset):
+    """A training set whose items replay one recorded view per image (drawn anew each time) with the
+    teacher's logits for exactly that view: ``{"image", "label", "index", "teacher_logits"}``.
+
+    ``rendered``: the views already resized to the student's size (``render_views``); else each view is
+    replayed from its augmentation seed at the base size."""
+
+    def __init__(self, dataset: ImageDataset, outputs: TeacherOutputs, rendered: torch.Tensor | None = None):
+        self.dataset, self.outputs, self.rendered = dataset, outputs, rendered
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        k = int(torch.randint(0, self.outputs.views, ()).item())
+        if self.rendered is not None:
+            image = self.rendered[index, k]
+        else:
+            image = self.dataset.view(index, int(self.outputs.seeds[index, k]))
+        return {"image": image, "label": self.dataset.samples[index].label, "index": index,
+                "teacher_logits": self.outputs.view_logits(index, k)}
+
+
 class TeacherCache(Callback):
-    """Fill (or reuse) the teacher-output cache at the start of ``fit`` and replay it during training.
+    """Fill (or reuse) the teacher-output cache when ``fit`` starts, then train from it.
+
+    The data module's training set is wrapped in ``CachedViews`` and the module's teacher is released.
 
     Args:
         enabled: switch the cache off to run the teacher online on every batch.
@@ -224,33 +237,36 @@ class TeacherCache(Callback):
         self.path: Path | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit" or not self.enabled:
+        if stage != "fit" or not self.enabled or not hasattr(pl_module, "build_teacher"):
             return
-        pl_module.build_teacher()
-        if pl_module.teacher is None:
+        teacher = pl_module.build_teacher()
+        if teacher is None:
             return  # nothing to distil from: plain training
-        if trainer.datamodule is None or getattr(trainer.datamodule, "train_set", None) is None:
+        datamodule = trainer.datamodule
+        if datamodule is None or getattr(datamodule, "train_set", None) is None:
             raise RuntimeError("TeacherCache needs a WasteDataModule passed to fit (datamodule=...)")
-        dataset = trainer.datamodule.train_set
+        dataset = datamodule.train_set
+        if isinstance(dataset, CachedViews):  # a second fit with the same data module
+            dataset = dataset.dataset
+        teacher.to(trainer.strategy.root_device)
         views = self.views if dataset.augment_name != "none" else 1
         cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
-        workers = getattr(trainer.datamodule.hparams, "num_workers", 0)
-        precision = pl_module.hparams.get("teacher_precision", "32")
+        workers = getattr(datamodule.hparams, "num_workers", 0)
         if trainer.global_rank == 0:
-            outputs, self.path, fresh = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
-                                                        self.topk, self.batch_size, pl_module.device, workers,
-                                                        precision)
-            rank_zero_info(f"teacher cache {'filled' if fresh else 'reused'}: {self.path}")
+            outputs, self.path, fresh = load_or_compute(teacher, dataset, cache_dir, views, self.seed, self.topk,
+                                                        self.batch_size, workers)
+            say(f"teacher cache {'filled' if fresh else 'reused'}: {self.path}")
         trainer.strategy.barrier("teacher_cache")
         if trainer.global_rank != 0:
-            outputs, self.path, _ = load_or_compute(pl_module.teacher, dataset, cache_dir, views, self.seed,
-                                                    self.topk, self.batch_size, pl_module.device, 0, precision)
-        dataset.teacher_outputs = outputs
+            outputs, self.path, _ = load_or_compute(teacher, dataset, cache_dir, views, self.seed, self.topk,
+                                                    self.batch_size, 0)
         size = pl_module.student.preprocess.input_size
         need = outputs.seeds.numel() * 3 * size * size / 2**30
+        rendered = None
         if self.render and size < dataset.size and need <= self.render_max_gib:
-            rank_zero_info(f"rendered views at {size}px take {need * 1024:.0f} MiB in RAM")
-            dataset.rendered_views = render_views(dataset, outputs.seeds, size, self.batch_size, workers)
+            say(f"rendered views at {size}px take {need * 1024:.0f} MiB in RAM")
+            rendered = render_views(dataset, outputs.seeds, size, self.batch_size, workers)
         elif self.render:
-            rank_zero_info(f"views replayed on the fly ({need:.2f} GiB at {size}px > render_max_gib or no resize)")
+            say(f"views replayed on the fly ({need:.2f} GiB at {size}px > render_max_gib or no resize)")
+        datamodule.train_set = CachedViews(dataset, outputs, rendered)
         pl_module.release_teacher()  # training now reads the cache; the teacher is no longer needed

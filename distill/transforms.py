@@ -1,13 +1,7 @@
-"""Albumentations pipelines.
-
-Every image goes through two steps:
-
-1. ``to_square`` (deterministic): pad to a square keeping the aspect ratio, then resize to the run's
-   base size (or a plain square resize). The image cache stores this result.
-2. an augmentation preset (``none``, ``light``, ``strong``) at the base size.
+"""Augmentation presets (albumentations), applied to the square base image (``distill.preprocess``).
 
 Each model then gets its own view of the same augmented image, resized to its input size and
-normalised with its own mean/std inside the training module (``distill.module``).
+normalised with its own mean/std (``distill.preprocess.model_input``).
 """
 from __future__ import annotations
 
@@ -16,21 +10,8 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 AUGMENTATIONS = ("none", "light", "strong")
-
-
-def to_square(image: np.ndarray, size: int, keep_aspect: bool = True) -> np.ndarray:
-    """HxWx3 uint8 -> size x size x 3 uint8. ``keep_aspect``: pad the short side with black first."""
-    if keep_aspect:
-        h, w = image.shape[:2]
-        side = max(h, w)
-        top, left = (side - h) // 2, (side - w) // 2
-        image = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=0)
-    interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
 def augmentation(preset: str) -> A.ReplayCompose:

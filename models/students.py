@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -30,7 +30,6 @@ from torch import nn
 from models.common import Preprocess
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
-BLOCKS = ("conv", "ds", "ir")
 
 
 @dataclass
@@ -89,7 +88,7 @@ class StudentSpec:
             raise ValueError(f"student spec: dropout must be in [0, 1), got {self.dropout}")
         for i, s in enumerate(self.stages):
             if s.block not in BLOCKS:
-                raise ValueError(f"student spec: stage {i} block={s.block!r}; choose one of {BLOCKS}")
+                raise ValueError(f"student spec: stage {i} block={s.block!r}; choose one of {sorted(BLOCKS)}")
             if s.out < 1 or s.repeats < 1 or s.stride not in (1, 2) or s.kernel % 2 == 0:
                 raise ValueError(f"student spec: stage {i} has invalid values {s}")
         if self.input_size < self.total_stride:
@@ -140,12 +139,16 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
-def _make_block(kind: str, cin: int, cout: int, stride: int, expand: float, kernel: int, act: str) -> nn.Module:
-    if kind == "conv":
-        return conv_bn_act(cin, cout, kernel, stride, 1, act)
-    if kind == "ds":
-        return nn.Sequential(conv_bn_act(cin, cin, kernel, stride, cin, act), conv_bn_act(cin, cout, 1, 1, 1, act))
-    return InvertedResidual(cin, cout, stride, expand, kernel, act)
+def _conv_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act: str) -> nn.Module:
+    return conv_bn_act(cin, cout, kernel, stride, 1, act)
+
+
+def _ds_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act: str) -> nn.Module:
+    return nn.Sequential(conv_bn_act(cin, cin, kernel, stride, cin, act), conv_bn_act(cin, cout, 1, 1, 1, act))
+
+
+# block name -> builder(cin, cout, stride, expand, kernel, act); a new block type is one entry here
+BLOCKS: dict[str, Callable[..., nn.Module]] = {"conv": _conv_block, "ds": _ds_block, "ir": InvertedResidual}
 
 
 class Student(nn.Module):
@@ -165,7 +168,7 @@ class Student(nn.Module):
             cout = _channels(stage.out, w)
             for r in range(stage.repeats):
                 stride = stage.stride if r == 0 else 1
-                layers.append(_make_block(stage.block, cin, cout, stride, stage.expand, stage.kernel, spec.act))
+                layers.append(BLOCKS[stage.block](cin, cout, stride, stage.expand, stage.kernel, spec.act))
                 cin = cout
         if spec.head:
             head = _channels(spec.head, w)
@@ -226,12 +229,6 @@ def student_spec(spec: str | dict | StudentSpec, input_size: int | None = None, 
         resolved.width = float(width)
     resolved.validate()
     return resolved
-
-
-def build_student(spec: str | dict | StudentSpec, num_classes: int, input_size: int | None = None,
-                  width: float | None = None) -> Student:
-    """Build a student from a preset name, a spec dict or a ``StudentSpec``."""
-    return Student(student_spec(spec, input_size, width), num_classes)
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

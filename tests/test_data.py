@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from distill.data import (ImageLoadError, WasteDataModule, load_rgb, predict_samples, read_layout,
-                          stratified_split)
+from distill.data import WasteDataModule, predict_samples, read_layout, stratified_split
+from distill.preprocess import ImageLoadError, load_rgb, to_square
 from distill.demo import CLASSES
-from distill.transforms import augmentation, to_square
+from distill.transforms import augmentation
 
 
 def test_layout_parsing(demo_root):
@@ -112,9 +112,9 @@ def test_unreadable_files_skipped_with_one_warning(fresh_demo):
 def test_transform_output_shapes(demo_root, keep_aspect):
     dm = WasteDataModule(str(demo_root), image_size=40, batch_size=5, augment="strong", keep_aspect=keep_aspect)
     dm.setup("fit")
-    images, labels, index = next(iter(dm.train_dataloader()))
-    assert images.shape == (5, 3, 40, 40) and images.dtype == torch.uint8
-    assert labels.dtype == torch.int64 and index.shape == (5,)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (5, 3, 40, 40) and batch["image"].dtype == torch.uint8
+    assert batch["label"].dtype == torch.int64 and batch["index"].shape == (5,)
 
 
 def test_to_square_keeps_aspect_by_padding():
@@ -139,7 +139,7 @@ def test_cache_gives_same_pixels_as_direct_loading(demo_root):
     direct = WasteDataModule(str(demo_root), image_size=32, augment="none", cache_images=False)
     cached.setup("fit"), direct.setup("fit")
     for i in (0, 5, len(cached.train_set) - 1):
-        assert torch.equal(cached.train_set[i][0], direct.train_set[i][0])
+        assert torch.equal(cached.train_set[i]["image"], direct.train_set[i]["image"])
 
 
 def test_predict_data_sorted_with_names(demo_root):
@@ -155,16 +155,18 @@ def test_disk_image_cache_matches_ram_and_is_reused(demo_root, tmp_path, monkeyp
     disk = WasteDataModule(str(demo_root), image_size=32, augment="none", image_cache_dir=str(tmp_path / "imgs"))
     ram.setup("fit"), disk.setup("fit")
     assert isinstance(disk.train_set.cache, np.memmap)
-    assert all(torch.equal(ram.train_set[i][0], disk.train_set[i][0]) for i in range(len(ram.train_set)))
+    assert all(torch.equal(ram.train_set[i]["image"], disk.train_set[i]["image"]) for i in range(len(ram.train_set)))
     import distill.data
+    import distill.preprocess
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
+    monkeypatch.setattr(distill.preprocess, "load_square", no_decoding)
     monkeypatch.setattr(distill.data, "load_square", no_decoding)
     again = WasteDataModule(str(demo_root), image_size=32, augment="none", image_cache_dir=str(tmp_path / "imgs"))
     again.setup("fit")
-    assert torch.equal(again.train_set[3][0], ram.train_set[3][0])
+    assert torch.equal(again.train_set[3]["image"], ram.train_set[3]["image"])
 
 
 def test_cache_memory_estimate():

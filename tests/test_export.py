@@ -5,12 +5,12 @@ import torch
 
 from distill.checkpoint import load_trained, save_trained
 from distill.export import export_student, sample_inputs
-from models import build_student
+from models import create_model
 
 
 def trained_like_student():
     torch.manual_seed(0)
-    model = build_student("nano", 9, input_size=32)
+    model = create_model("nano", 9, input_size=32)
     model.train()
     for _ in range(3):
         model(torch.randn(8, 3, 32, 32))  # non-trivial BN statistics
@@ -55,3 +55,18 @@ def test_report_card_files_and_numbers(tmp_path, demo_root):
     mean_f1 = sum(v["f1"] for v in card["per_class"].values()) / 9
     assert card["val_macro_f1"] == pytest.approx(mean_f1, abs=1e-6)
     assert card["latency_ms_batch1_1thread"] > 0 and card["macs_fvcore"] > 0
+
+
+def test_deployment_path_is_the_training_path(demo_root):
+    from distill.data import WasteDataModule
+    from distill.preprocess import model_input, preprocess_files
+
+    model = trained_like_student()
+    dm = WasteDataModule(str(demo_root), image_size=48, augment="none")
+    dm.setup("validate")
+    assert dm.train_set is None  # validation decodes only the validation images
+    paths = [s.path for s in dm.val_samples[:5]]
+    from_files = preprocess_files(paths, 48, model.preprocess)
+    in_training = model_input(torch.stack([dm.val_set[i]["image"] for i in range(5)]), model.preprocess)
+    assert from_files.shape == (5, 3, 32, 32) and torch.equal(from_files, in_training)
+    assert torch.equal(sample_inputs(model, str(demo_root), base_size=48, n=5), from_files)

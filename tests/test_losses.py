@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.losses import DistillationLoss, DKDLoss, FocalLoss, KDLoss, class_alpha, dkd_loss, focal_loss, kd_loss
+from distill.losses import DIST, DKD, KD, CrossEntropy, Focal, class_alpha, dkd_terms, focal_loss, kd_loss, standardize
 
 
 def test_kd_zero_for_identical_logits():
@@ -12,16 +12,63 @@ def test_kd_zero_for_identical_logits():
     assert kd_loss(logits, logits.clone(), 4.0).abs() < 1e-6
 
 
+def softmax(values, T=1.0):
+    e = [math.exp(v / T) for v in values]
+    return [v / sum(e) for v in e]
+
+
 def test_kd_matches_manual_kl_times_t2():
     s, t, T = torch.tensor([[1.0, 2.0, 0.5]]), torch.tensor([[0.2, 3.0, -1.0]]), 2.0
-    p_t = [math.exp(v / T) for v in t[0].tolist()]
-    p_t = [v / sum(p_t) for v in p_t]
-    p_s = [math.exp(v / T) for v in s[0].tolist()]
-    p_s = [v / sum(p_s) for v in p_s]
+    p_t, p_s = softmax(t[0].tolist(), T), softmax(s[0].tolist(), T)
     manual = sum(a * math.log(a / b) for a, b in zip(p_t, p_s)) * T * T
     assert kd_loss(s, t, T).item() == pytest.approx(manual, rel=1e-5)
+    assert KD(T)(s, t, torch.tensor([0]))["kd"].item() == pytest.approx(manual, rel=1e-5)
     with pytest.raises(ValueError, match="temperature"):
         kd_loss(s, t, 0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        KD(temperature=-1)
+
+
+def test_standardized_kd_by_hand():
+    s, t, T = [1.0, 2.0, 6.0], [0.0, 10.0, 20.0], 2.0
+
+    def z(v):
+        mean = sum(v) / len(v)
+        std = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))  # unbiased, as torch.std
+        return [(x - mean) / std for x in v]
+
+    p_t, p_s = softmax(z(t), T), softmax(z(s), T)
+    manual = sum(a * math.log(a / b) for a, b in zip(p_t, p_s)) * T * T
+    got = KD(T, standardize=True)(torch.tensor([s]), torch.tensor([t]), torch.tensor([0]))["kd"]
+    assert got.item() == pytest.approx(manual, rel=1e-5)
+    # only the logits' relations matter: scaling and shifting the teacher changes nothing
+    shifted = KD(T, standardize=True)(torch.tensor([s]), 3 * torch.tensor([t]) + 7, torch.tensor([0]))["kd"]
+    assert shifted.item() == pytest.approx(manual, rel=1e-5)
+    assert standardize(torch.tensor([t])).std().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_dist_by_hand():
+    s = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5], [1.0, -2.0, 0.0], [0.5, 0.5, 3.0]])
+    t = torch.tensor([[3.0, 1.0, 0.0], [-1.0, 2.0, 1.0], [-1.0, 0.0, 2.0], [2.0, 1.0, 1.5]])
+
+    def pearson(a, b):
+        ma, mb = sum(a) / len(a), sum(b) / len(b)
+        cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+        return cov / math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
+
+    T = 2.0
+    ps, pt = [softmax(r, T) for r in s.tolist()], [softmax(r, T) for r in t.tolist()]
+    inter = 1 - sum(pearson(a, b) for a, b in zip(ps, pt)) / 4
+    cols = lambda p, c: [row[c] for row in p]  # noqa: E731
+    intra = 1 - sum(pearson(cols(ps, c), cols(pt, c)) for c in range(3)) / 3
+    terms = DIST(beta=1.0, gamma=2.0, temperature=T)(s.double(), t.double(), torch.tensor([0, 1, 2, 0]))
+    assert terms["inter"].item() == pytest.approx(T * T * inter, abs=1e-6)  # eps 1e-8 in the correlation
+    assert terms["intra"].item() == pytest.approx(2 * T * T * intra, abs=1e-6)
+    assert intra > 0.1 and inter > 0.1  # the example is not degenerate
+    same = DIST()(t, t.clone(), torch.tensor([0, 1, 2, 0]))
+    assert same["inter"].abs() < 1e-6 and same["intra"].abs() < 1e-6
+    with pytest.raises(ValueError, match="beta"):
+        DIST(beta=-1)
 
 
 def test_focal_gamma0_no_alpha_equals_cross_entropy():
@@ -29,6 +76,7 @@ def test_focal_gamma0_no_alpha_equals_cross_entropy():
     assert focal_loss(logits, target, gamma=0.0).item() == pytest.approx(F.cross_entropy(logits, target).item(), rel=1e-6)
     ls = focal_loss(logits, target, gamma=0.0, label_smoothing=0.1).item()
     assert ls == pytest.approx(F.cross_entropy(logits, target, label_smoothing=0.1).item(), rel=1e-6)
+    assert CrossEntropy(0.1)(logits, target)["ce"].item() == pytest.approx(ls, rel=1e-6)
 
 
 def test_focal_down_weights_easy_examples_and_alpha_weights_classes():
@@ -38,9 +86,12 @@ def test_focal_down_weights_easy_examples_and_alpha_weights_classes():
     p = torch.exp(-per_ce)
     manual = ((1 - p) ** 2 * per_ce).mean()
     assert focal_loss(logits, target, gamma=2.0).item() == pytest.approx(manual.item(), rel=1e-6)
-    alpha = torch.tensor([1.0, 3.0])
-    weighted = ((1 - p) ** 2 * per_ce * alpha[target]).mean()
-    assert FocalLoss(2.0, alpha)(logits, target).item() == pytest.approx(weighted.item(), rel=1e-6)
+    focal = Focal(2.0, alpha="inverse")
+    focal.set_class_counts([30, 10])  # inverse frequency, mean 1: [0.5, 1.5]
+    weighted = ((1 - p) ** 2 * per_ce * torch.tensor([0.5, 1.5])[target]).mean()
+    assert focal(logits, target)["focal"].item() == pytest.approx(weighted.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="alpha='sqrt'"):
+        Focal(alpha="sqrt")
 
 
 def test_class_alpha_rules():
@@ -57,34 +108,24 @@ def test_dkd_parts_by_hand():
     s = torch.tensor([[2.0, 1.0, 0.0]])
     t = torch.tensor([[1.0, 3.0, 0.5]])
     y = torch.tensor([0])
-    T = 1.0
     ps, pt = F.softmax(s, 1)[0], F.softmax(t, 1)[0]
     bs, bt = torch.tensor([ps[0], 1 - ps[0]]), torch.tensor([pt[0], 1 - pt[0]])
     tckd = (bt * (bt / bs).log()).sum()
     qs, qt = F.softmax(s[0, 1:], 0), F.softmax(t[0, 1:], 0)
     nckd = (qt * (qt / qs).log()).sum()
-    total, got_t, got_n = dkd_loss(s, t, y, alpha=1.0, beta=8.0, temperature=T, return_parts=True)
+    got_t, got_n = dkd_terms(s, t, y, temperature=1.0)
     assert got_t.item() == pytest.approx(tckd.item(), rel=1e-4)
     assert got_n.item() == pytest.approx(nckd.item(), rel=1e-4)
-    assert total.item() == pytest.approx((tckd + 8 * nckd).item(), rel=1e-4)
-    assert dkd_loss(s, s.clone(), y).abs().item() < 1e-5
+    terms = DKD(alpha=1.0, beta=8.0, temperature=1.0, warmup=0)(s, t, y)
+    assert terms["tckd"].item() == pytest.approx(tckd.item(), rel=1e-4)
+    assert terms["nckd"].item() == pytest.approx(8 * nckd.item(), rel=1e-4)
+    assert sum(DKD()(s, s.clone(), y).values()).abs().item() < 1e-5
 
 
 def test_dkd_warmup_scales_loss():
     s, t, y = torch.randn(4, 5), torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
-    loss = DKDLoss(warmup=4)
-    loss.set_epoch(0)
-    first = loss(s, t, y)
-    loss.set_epoch(10)
-    assert first.item() == pytest.approx(loss(s, t, y).item() / 4, rel=1e-5)
-
-
-def test_distillation_loss_mixes_terms():
-    s, t, y = torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 2])
-    mix = DistillationLoss(KDLoss(2.0), FocalLoss(0.0), alpha_kd=0.25)
-    out = mix(s, y, t)
-    expected = 0.25 * kd_loss(s, t, 2.0) + 0.75 * F.cross_entropy(s, y)
-    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert set(mix(s, y)) == {"loss", "hard"}  # no teacher: plain classifier loss
-    with pytest.raises(ValueError, match="alpha_kd"):
-        DistillationLoss(KDLoss(), FocalLoss(), alpha_kd=1.5)
+    loss = DKD(warmup=4)
+    loss.on_epoch_start(0)
+    first = sum(loss(s, t, y).values())
+    loss.on_epoch_start(10)
+    assert first.item() == pytest.approx(sum(loss(s, t, y).values()).item() / 4, rel=1e-5)

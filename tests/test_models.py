@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from distill.complexity import count_macs
-from models import PRESETS, build_model, build_student, fuse_bn, torchvision_teacher
+from models import PRESETS, create_model, fuse_bn, model_definition
 from models.students import StudentSpec
 
 # preset -> (min, max) fvcore MACs at the preset's own input size
@@ -13,7 +13,7 @@ PRESET_RANGES = {"nano": (0.25e6, 0.4e6), "micro": (0.45e6, 0.7e6), "tiny": (0.8
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_macs_in_stated_range(name):
-    model = build_student(name, num_classes=9)
+    model = create_model(name, num_classes=9)
     lo, hi = PRESET_RANGES[name]
     assert 64 <= model.preprocess.input_size <= 112
     assert lo <= count_macs(model, model.preprocess.input_size).total <= hi
@@ -27,7 +27,7 @@ def test_students_use_only_plain_modules():
     spec = {"input_size": 64, "stem": 8, "act": "hardswish", "stages": [
         {"block": "conv", "out": 8, "stride": 2}, ["ir", 16, 2, 2, 3], {"block": "ds", "out": 16, "kernel": 5}],
         "head": 32}
-    model = build_student(spec, 4)
+    model = create_model(spec, 4)
     for m in model.modules():
         if type(m).__module__.startswith("torch"):
             assert isinstance(m, allowed), type(m)
@@ -35,23 +35,23 @@ def test_students_use_only_plain_modules():
 
 
 def test_spec_errors_name_the_option():
-    with pytest.raises(ValueError, match="unknown student preset 'huge'"):
-        build_student("huge", 3)
+    with pytest.raises(ValueError, match="model='huge': not a student preset"):
+        create_model("huge", 3)
     with pytest.raises(ValueError, match="input_size=8"):
-        build_student("tiny", 3, input_size=8)
+        create_model("tiny", 3, input_size=8)
     with pytest.raises(ValueError, match="unknown keys"):
         StudentSpec.from_dict({"stemm": 3})
 
 
 def test_width_multiplier_scales_macs():
-    small = count_macs(build_student("tiny", 9, width=0.5), 64).total
-    full = count_macs(build_student("tiny", 9), 64).total
+    small = count_macs(create_model("tiny", 9, width=0.5), 64).total
+    full = count_macs(create_model("tiny", 9), 64).total
     assert small < 0.5 * full
 
 
 def test_fuse_bn_same_outputs_fewer_macs():
     torch.manual_seed(0)
-    model = build_student("tiny", 9)
+    model = create_model("tiny", 9)
     model.train()
     for _ in range(3):  # non-trivial running statistics
         model(torch.randn(8, 3, 64, 64))
@@ -64,30 +64,30 @@ def test_fuse_bn_same_outputs_fewer_macs():
 
 
 def test_teacher_head_replaced_and_local_weights(tmp_path):
-    teacher = torchvision_teacher("resnet18", num_classes=5, weights=None)
+    teacher = create_model("resnet18", num_classes=5, weights=None)
     assert teacher.fc.out_features == 5 and teacher.preprocess.input_size == 224
     # an ImageNet-shaped state dict: everything but the head loads
-    imagenet = torchvision_teacher("resnet18", num_classes=1000, weights=None)
+    imagenet = create_model("resnet18", num_classes=1000, weights=None)
     torch.save(imagenet.state_dict(), tmp_path / "imagenet.pth")
-    loaded = torchvision_teacher("resnet18", num_classes=5, weights=str(tmp_path / "imagenet.pth"))
+    loaded = create_model("resnet18", num_classes=5, weights=str(tmp_path / "imagenet.pth"))
     assert torch.equal(loaded.conv1.weight, imagenet.conv1.weight)
     assert loaded.fc.out_features == 5
     # a fine-tuned state dict with the new head loads completely
     torch.save(loaded.state_dict(), tmp_path / "tuned.pt")
-    again = torchvision_teacher("resnet18", num_classes=5, weights=str(tmp_path / "tuned.pt"))
+    again = create_model("resnet18", num_classes=5, weights=str(tmp_path / "tuned.pt"))
     assert torch.equal(again.fc.weight, loaded.fc.weight)
 
 
 def test_teacher_errors():
-    with pytest.raises(ValueError, match="unknown teacher 'resnet1800'"):
-        torchvision_teacher("resnet1800", 3)
+    with pytest.raises(ValueError, match="model='resnet1800'"):
+        create_model("resnet1800", 3)
     with pytest.raises(ValueError, match="unknown weights 'BOGUS'"):
-        torchvision_teacher("resnet18", 3, weights="BOGUS")
+        create_model("resnet18", 3, weights="BOGUS")
     with pytest.raises(FileNotFoundError, match="nothere.pt"):
-        torchvision_teacher("resnet18", 3, weights="nothere.pt")
+        create_model("resnet18", 3, weights="nothere.pt")
     with pytest.raises(ValueError, match="does not fit"):
         torch.save({"x": torch.zeros(1)}, "/tmp/_bad_weights.pt")
-        torchvision_teacher("resnet18", 3, weights="/tmp/_bad_weights.pt")
+        create_model("resnet18", 3, weights="/tmp/_bad_weights.pt")
 
 
 def test_lite0_imagenet_weights_load():
@@ -95,7 +95,7 @@ def test_lite0_imagenet_weights_load():
     from models.efficientnet_lite import EfficientNetLite0, lite0_weights_path
 
     reference = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    teacher = build_model("efficientnet_lite0", num_classes=9, weights="DEFAULT")
+    teacher = create_model("efficientnet_lite0", num_classes=9, weights="DEFAULT")
     assert torch.equal(teacher._conv_stem.weight, reference["_conv_stem.weight"])
     assert torch.equal(teacher._blocks[15]._project_conv.weight, reference["_blocks.15._project_conv.weight"])
     assert teacher._fc.out_features == 9
@@ -103,3 +103,32 @@ def test_lite0_imagenet_weights_load():
     full = EfficientNetLite0()
     full.load_state_dict(reference)  # every key of the checkpoint has its module
     assert 0.38e9 < count_macs(full, 224).total < 0.42e9
+
+
+def test_model_definition_rebuilds_the_same_network():
+    spec = model_definition("tiny", input_size=80, width=0.75)
+    assert spec["input_size"] == 80 and spec["width"] == 0.75 and spec["stages"]
+    a, b = create_model(spec, 9), create_model(spec, 9)
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    named = model_definition("resnet18", input_size=96)
+    assert named == {"name": "resnet18", "input_size": 96}
+    assert create_model(named, 4).preprocess.input_size == 96
+    with pytest.raises(ValueError, match="width applies to student"):
+        model_definition("resnet18", width=0.5)
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model("tiny", 1)
+
+
+def test_a_new_block_type_is_one_table_entry(monkeypatch):
+    from torch import nn
+
+    from models.students import BLOCKS, conv_bn_act
+
+    def wide(cin, cout, stride, expand, kernel, act):
+        return nn.Sequential(conv_bn_act(cin, cout, 1, stride, 1, act), conv_bn_act(cout, cout, kernel, 1, 1, act))
+
+    monkeypatch.setitem(BLOCKS, "wide", wide)
+    model = create_model({"input_size": 32, "stem": 8, "stages": [["wide", 16, 2]]}, 3)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    with pytest.raises(ValueError, match="block='nope'"):
+        create_model({"input_size": 32, "stages": [["nope", 16, 2]]}, 3)

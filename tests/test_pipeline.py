@@ -1,14 +1,16 @@
 import csv
 import json
 
-from distill.pipeline import REPO, run_pipeline
+import pytest
+
+from distill.pipeline import Recipe, parse_setting, run_pipeline
 
 
 def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, capsys):
     out = tmp_path / "out"
-    fast = ["--trainer.max_epochs=2", "--trainer.enable_progress_bar=false", "--teacher_cache.views=2"]
-    summary = run_pipeline(REPO / "recipes" / "demo", out, str(demo_root), seeds=[0], baseline=True,
-                           predict_dir=None, student_overrides=fast)
+    fast = {"trainer": {"max_epochs": 2, "enable_progress_bar": False}, "teacher_cache": {"views": 2}}
+    summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
+                           settings=fast)
     assert 0 <= summary["teacher_f1"] <= 1 and len(summary["student_kd_f1_per_seed"]) == 1
     assert summary["student_ce_f1"] is not None and summary["student_rules_ok"]
     assert summary["student_macs"] > 0 and summary["student_input_size"] == 64
@@ -22,9 +24,23 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     before = stage.stat().st_mtime_ns
     (out / "student_ce" / "seed_0" / "stage.json").unlink()  # as if killed after its last epoch
     capsys.readouterr()
-    run_pipeline(REPO / "recipes" / "demo", out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
-                 student_overrides=fast)
+    run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
+                 settings=fast)
     printed = capsys.readouterr().out
     assert stage.stat().st_mtime_ns == before  # finished stages are reused, not retrained
     assert "reusing finished stage" in printed
     assert "resuming" in printed and (out / "student_ce" / "seed_0" / "stage.json").exists()
+
+
+def test_recipes_and_settings(tmp_path):
+    demo = Recipe.find("demo")
+    assert [p.parent.name for p in demo.configs("student")] == ["base", "demo"]
+    with pytest.raises(FileNotFoundError, match="shipped: .*trashnet"):
+        Recipe.find("no_such_recipe")
+    (tmp_path / "teacher.yaml").write_text("trainer: {max_epochs: 1}\n")
+    with pytest.raises(FileNotFoundError, match="student.yaml not found"):
+        Recipe.find(tmp_path)
+    assert parse_setting("model.init_args.lr=0.01") == {"model": {"init_args": {"lr": 0.01}}}
+    assert parse_setting("teacher_cache.enabled=false") == {"teacher_cache": {"enabled": False}}
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        parse_setting("max_epochs")

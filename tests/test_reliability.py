@@ -12,8 +12,9 @@ from torch import nn
 
 from distill.checkpoint import atomic_write, atomic_write_text
 from distill.cli import build_cli
-from distill.data import ImageLoadError, WasteDataModule, load_rgb, read_layout
+from distill.data import WasteDataModule, read_layout
 from distill.module import DistillModule
+from distill.preprocess import ImageLoadError, load_rgb
 from models import Preprocess
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -57,7 +58,7 @@ def test_messy_training_data_completes_with_one_warning(messy, tmp_path):
     assert {"gray.jpg", "rgba.png", "palette.png", "cmyk.jpg", "sixteen.png", "one_pixel.jpg", "huge.jpg",
             "bottle café 1.jpg"} <= names
     assert ".DS_Store" not in names and "notes.txt" not in names
-    module = DistillModule(dm.num_classes, student="nano", student_size=32)
+    module = DistillModule(dm.num_classes, student="nano", input_size=32)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         default_root_dir=tmp_path)
     trainer.fit(module, dm)  # the run completes
@@ -88,7 +89,7 @@ def test_non_ascii_class_names_and_files(fresh_demo, tmp_path):
     (fresh_demo / "test" / "NoLabel" / "test billede ü.jpg").write_bytes(jpeg_bytes())
     out = tmp_path / "run"
     cli = build_cli(["fit", "--data.root", str(fresh_demo), "--data.image_size", "32", "--model.student", "nano",
-                     "--model.student_size", "32", "--trainer.max_epochs", "1", "--trainer.default_root_dir",
+                     "--model.input_size", "32", "--trainer.max_epochs", "1", "--trainer.default_root_dir",
                      str(out), *QUIET])
     assert "Plastik flaske ø" in cli.datamodule.class_names
     config = next(out.glob("lightning_logs/version_*/config.yaml"))
@@ -122,7 +123,7 @@ def test_unreadable_test_image_is_an_error_unless_fallback(fresh_demo, tmp_path)
     from distill.submission import SubmissionWriter
 
     dm = WasteDataModule(str(fresh_demo), image_size=32, predict_fallback="Metal")
-    module = DistillModule(dm.num_classes, student="nano", student_size=32)
+    module = DistillModule(dm.num_classes, student="nano", input_size=32)
     with pytest.warns(UserWarning, match="predict_fallback='Metal'"):
         L.Trainer(callbacks=[SubmissionWriter(str(tmp_path))], logger=False, enable_progress_bar=False).predict(module, dm)
     rows = dict(line.split(",") for line in (tmp_path / "submission.csv").read_text().splitlines()[1:])
@@ -147,7 +148,7 @@ def test_interrupted_fit_resumes_from_last_checkpoint(demo_root, tmp_path):
     def run(callbacks, ckpt_path=None):
         L.seed_everything(0)
         dm = WasteDataModule(str(demo_root), image_size=32, batch_size=8)
-        module = DistillModule(dm.num_classes, student="nano", student_size=32)
+        module = DistillModule(dm.num_classes, student="nano", input_size=32)
         checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/f1", mode="max", filename="best")
         last = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", enable_version_counter=False)  # as the CLI
         trainer = L.Trainer(max_epochs=4, logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
@@ -186,11 +187,11 @@ def test_non_finite_loss_stops_with_epoch_and_step(demo_root, tmp_path):
 
 
 @pytest.mark.parametrize("option,value,message", [
-    ("--model.temperature", "-1", "temperature must be > 0"),
-    ("--model.alpha_kd", "1.5", "alpha_kd must be in"),
-    ("--model.teacher", "resnet_typo", "teacher='resnet_typo'"),
-    ("--model.student", "hugenet", "student='hugenet'"),
-    ("--model.student_size", "8", "input_size=8"),
+    ("--model.distill_loss.temperature", "-1", "temperature must be > 0"),
+    ("--model.distill_weight", "1.5", "distill_weight must be in"),
+    ("--model.teacher.name", "resnet_typo", "teacher.name='resnet_typo'"),
+    ("--model.student", "hugenet", "student: model='hugenet'"),
+    ("--model.input_size", "8", "input_size=8"),
     ("--data.augment", "medium", "augment='medium'"),
 ])
 def test_bad_cli_option_fails_before_training(demo_root, tmp_path, option, value, message):

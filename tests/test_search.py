@@ -3,7 +3,7 @@ import csv
 import pytest
 import torch
 
-from distill.complexity import competition_score
+from distill.competition import competition_score
 from distill.search import Candidate, best_by_score, candidates, f1_for_score, pareto_front, run_search
 
 
@@ -31,20 +31,22 @@ def test_iso_score_inverse():
 
 
 def test_search_writes_csv_png_and_resumes(demo_root, tmp_path):
-    from models import torchvision_teacher
+    from distill.pipeline import Recipe
+    from models import create_model
 
     weights = tmp_path / "teacher.pt"
-    torch.save(torchvision_teacher("resnet18", 9, weights=None).state_dict(), weights)
-    recipe = tmp_path / "recipe"
-    recipe.mkdir()
-    (recipe / "student.yaml").write_text(
-        "trainer:\n  enable_model_summary: false\n  logger: false\n"
+    torch.save(create_model("resnet18", 9).state_dict(), weights)
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / "teacher.yaml").write_text("trainer: {max_epochs: 1}\n")
+    (folder / "student.yaml").write_text(
+        "trainer:\n  logger: false\n"
         "data:\n  image_size: 40\n  batch_size: 16\n  augment: light\n"
-        "model:\n  teacher: resnet18\n  teacher_size: 32\n"
+        "model:\n  init_args:\n    teacher:\n      name: resnet18\n      input_size: 32\n"
         "teacher_cache:\n  views: 2\n")
+    recipe = Recipe.find(folder)
     grid = [Candidate("nano", 32, 1.0), Candidate("nano", 32, 0.5)]
-    extra = []
-    summary = run_search(recipe, str(weights), tmp_path / "out", str(demo_root), grid, epochs=1, extra=extra)
+    summary = run_search(recipe, str(weights), tmp_path / "out", str(demo_root), grid, epochs=1)
     rows = list(csv.DictReader((tmp_path / "out" / "search.csv").open()))
     assert [r["name"] for r in rows] == ["nano_s32_w1", "nano_s32_w0.5"]
     assert int(rows[1]["macs_fvcore"]) < int(rows[0]["macs_fvcore"])
@@ -55,6 +57,6 @@ def test_search_writes_csv_png_and_resumes(demo_root, tmp_path):
     # resumed: a third candidate is trained, the two finished ones are not
     mtime = (tmp_path / "out" / "runs" / "nano_s32_w1" / "stage.json").stat().st_mtime_ns
     grid.append(Candidate("nano", 40, 0.5))
-    run_search(recipe, str(weights), tmp_path / "out", str(demo_root), grid, epochs=1, extra=extra)
+    run_search(recipe, str(weights), tmp_path / "out", str(demo_root), grid, epochs=1)
     assert (tmp_path / "out" / "runs" / "nano_s32_w1" / "stage.json").stat().st_mtime_ns == mtime
     assert len(list(csv.DictReader((tmp_path / "out" / "search.csv").open()))) == 3

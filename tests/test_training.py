@@ -1,5 +1,6 @@
 import csv
 import json
+import textwrap
 
 import lightning as L
 import pytest
@@ -10,23 +11,24 @@ from torch import nn
 from distill.checkpoint import load_trained
 from distill.cli import build_cli
 from distill.data import WasteDataModule
+from distill.losses import KD, DistillLoss, Focal, kd_loss
 from distill.module import DistillModule
 from distill.submission import RuleViolationError, SubmissionWriter
-from models import Preprocess, build_student
+from distill.teacher import TeacherSpec
+from models import Preprocess, create_model
 
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.logger", "false"]
 
 
 def tiny_teacher(num_classes: int) -> nn.Module:
-    teacher = build_student("micro", num_classes, input_size=48)
-    return teacher
+    return create_model("micro", num_classes, input_size=48)
 
 
 def fit_module(root, tmp_path, seed=0, teacher=None, epochs=2, **model_kwargs):
     L.seed_everything(seed)
     dm = WasteDataModule(str(root), image_size=48, batch_size=16, augment="strong")
-    module = DistillModule(dm.num_classes, student="nano", student_size=32, teacher=teacher,
+    module = DistillModule(dm.num_classes, student="nano", input_size=32, teacher=teacher,
                            class_counts=dm.class_counts, class_names=dm.class_names, **model_kwargs)
     trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, enable_progress_bar=False, logger=False,
                         enable_model_summary=False, deterministic=True, enable_checkpointing=False)
@@ -39,10 +41,11 @@ def test_teacher_frozen_eval_and_outside_optimizer(demo_root, tmp_path):
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     module, trainer, _ = fit_module(demo_root, tmp_path, teacher=teacher, epochs=1)
     module.train()
-    assert module.teacher is teacher and not teacher.training
+    assert module.teacher.model is teacher and not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
     optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
     assert not optimised & {id(p) for p in teacher.parameters()}
+    assert not any(k.startswith("teacher") for k in module.state_dict())  # never part of the student's checkpoint
     # BN running stats and weights of the teacher did not move during training
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
 
@@ -60,13 +63,22 @@ def test_teacher_gets_its_own_input_size(demo_root):
             seen["shape"] = tuple(x.shape)
             return self.fc(x.mean((2, 3)))
 
-    dm = WasteDataModule(str(demo_root), image_size=48, batch_size=4)
-    module = DistillModule(9, student="nano", student_size=32, teacher=Probe())
+    module = DistillModule(9, student="nano", input_size=32, teacher=Probe())
     module.build_teacher()
-    images = torch.randint(0, 255, (4, 3, 48, 48), dtype=torch.uint8)
-    module.teacher_logits(images)
+    module.teacher_logits(torch.randint(0, 255, (4, 3, 48, 48), dtype=torch.uint8))
     assert seen["shape"] == (4, 3, 40, 40)
-    assert dm.num_classes == 9
+
+
+def test_loss_is_the_weighted_sum_of_named_terms():
+    torch.manual_seed(0)
+    module = DistillModule(4, student="nano", input_size=32, distill_loss=KD(2.0), distill_weight=0.25,
+                           label_loss=Focal(gamma=0.0, alpha="none"))
+    s, t, y = torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 2])
+    out = module.combine(s, y, t)
+    expected = 0.25 * kd_loss(s, t, 2.0) + 0.75 * F.cross_entropy(s, y)
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert set(out) == {"loss", "kd", "focal"}
+    assert set(module.combine(s, y, None)) == {"loss", "focal"}  # no teacher: the label loss alone
 
 
 def test_same_seed_same_f1_and_weights(demo_root, tmp_path):
@@ -79,29 +91,30 @@ def test_same_seed_same_f1_and_weights(demo_root, tmp_path):
 
 def test_bad_options_name_the_option():
     with pytest.raises(ValueError, match="temperature"):
-        DistillModule(9, temperature=0)
-    with pytest.raises(ValueError, match="alpha_kd"):
-        DistillModule(9, alpha_kd=1.2)
-    with pytest.raises(ValueError, match="teacher='resnet9000'"):
-        DistillModule(9, teacher="resnet9000")
-    with pytest.raises(ValueError, match="student='giant'"):
+        KD(temperature=0)
+    with pytest.raises(ValueError, match="distill_weight"):
+        DistillModule(9, distill_weight=1.2)
+    with pytest.raises(ValueError, match="teacher.name='resnet9000'"):
+        TeacherSpec("resnet9000")
+    with pytest.raises(ValueError, match="student: model='giant'"):
         DistillModule(9, student="giant")
     with pytest.raises(ValueError, match="input_size=8"):
-        DistillModule(9, student="tiny", student_size=8)
-    with pytest.raises(ValueError, match="teacher_precision='fp8'"):
-        DistillModule(9, teacher_precision="fp8")
+        DistillModule(9, student="tiny", input_size=8)
+    with pytest.raises(ValueError, match="teacher.precision='fp8'"):
+        TeacherSpec(precision="fp8")
 
 
 def test_cli_fit_then_predict_writes_complete_submission(demo_root, tmp_path):
     out = tmp_path / "run"
     cli = build_cli(["fit", "--data.root", str(demo_root), "--data.image_size", "48", "--data.batch_size", "16",
-                     "--model.student", "nano", "--model.student_size", "32", "--model.teacher", "resnet18",
-                     "--model.teacher_size", "32", "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(out),
-                     "--trainer.enable_progress_bar", "false"])
+                     "--model.student", "nano", "--model.input_size", "32", "--model.teacher.name", "resnet18",
+                     "--model.teacher.input_size", "32", "--trainer.max_epochs", "2", "--trainer.default_root_dir",
+                     str(out), "--trainer.enable_progress_bar", "false"])
     best = cli.trainer.checkpoint_callback.best_model_path
     assert best.endswith("best.ckpt")
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
-    assert not any(k.startswith("teacher.") for k in ckpt["state_dict"])  # teacher not saved with the student
+    assert not any(k.startswith("teacher") for k in ckpt["state_dict"])  # teacher not saved with the student
+    assert ckpt["base_size"] == 48 and ckpt["input_size"] == 32
     config = next(out.glob("lightning_logs/version_*/config.yaml"))
     build_cli(["predict", "--config", str(config), "--ckpt_path", best, "--submission.out_dir", str(out), *FAST])
     rows = list(csv.reader((out / "submission.csv").open()))
@@ -124,6 +137,14 @@ def test_cli_fit_then_predict_writes_complete_submission(demo_root, tmp_path):
     # the trained student loads as a plain nn.Module without Lightning
     student, meta = load_trained(best)
     assert isinstance(student, nn.Module) and meta["input_size"] == 32 and meta["class_names"] == classes
+    assert meta["base_size"] == 48
+
+    # the report card reads the validation images the way training did: the same macro F1
+    from distill.report import report_card
+
+    card = report_card(student, WasteDataModule(str(demo_root), image_size=meta["base_size"], augment="none"),
+                       tmp_path / "card")
+    assert card["val_macro_f1"] == pytest.approx(ckpt["best_val_f1"], abs=1e-6)
 
 
 class FunctionalStudent(nn.Module):
@@ -151,14 +172,14 @@ def test_predict_refuses_rule_breaking_model(demo_root, tmp_path):
     assert report["rules_ok"] is False and report["rule_violations"]
 
 
-@pytest.mark.parametrize("online", [False, True])
-def test_mixup_of_identical_samples_equals_plain_loss(online):
-    """Mixing a batch of one repeated sample changes nothing: mixed teacher probabilities (cached) or the
-    teacher on the mixed image (online) give the unmixed loss; a real batch gives a different one."""
+@pytest.mark.parametrize("with_teacher", [False, True])
+def test_mixup_of_identical_samples_equals_plain_loss(with_teacher):
+    """Mixing a batch of one repeated sample changes nothing (the online teacher sees the mixed image, which is
+    the same image); a batch of different samples gives a different loss."""
     torch.manual_seed(0)
-    teacher = tiny_teacher(9).eval()
-    module = DistillModule(9, student="nano", student_size=32, teacher=teacher if online else None, mixup=0.4,
-                           temperature=3.0, alpha_kd=0.7)
+    teacher = tiny_teacher(9)
+    module = DistillModule(9, student="nano", input_size=32, teacher=teacher if with_teacher else None, mixup=0.4,
+                           distill_loss=KD(3.0), distill_weight=0.7)
     module.build_teacher()
     with torch.no_grad():  # random weights so that the outputs depend on the input
         for p in list(module.student.parameters()) + list(teacher.parameters()):
@@ -166,15 +187,13 @@ def test_mixup_of_identical_samples_equals_plain_loss(online):
     module.eval()  # BN in eval: the student's output per sample does not depend on the batch
     same = torch.randint(0, 255, (1, 3, 48, 48), dtype=torch.uint8).repeat(6, 1, 1, 1)
     labels = torch.full((6,), 4)
-    cached = None if online else torch.randn(1, 9).repeat(6, 1)
-    teacher_logits = module.teacher_logits(same) if online else cached
-    plain = module.criterion(module(same), labels, teacher_logits)
-    mixed = module._mixup_losses(same, labels, cached)
+    plain = module.combine(module(same), labels, module.teacher_logits(same))
+    mixed = module.mixed_losses(same, labels)
+    assert set(plain) == set(mixed) == ({"loss", "focal", "kd"} if with_teacher else {"loss", "focal"})
     for key in plain:
         assert torch.allclose(plain[key], mixed[key], atol=1e-5), key
     varied = torch.randint(0, 255, (6, 3, 48, 48), dtype=torch.uint8)
-    other = module._mixup_losses(varied, torch.arange(6), None if online else torch.randn(6, 9))
-    assert not torch.allclose(other["loss"], plain["loss"])
+    assert not torch.allclose(module.mixed_losses(varied, torch.arange(6))["loss"], plain["loss"])
 
 
 def test_mixup_trains_and_rejects_negative(demo_root, tmp_path):
@@ -182,3 +201,33 @@ def test_mixup_trains_and_rejects_negative(demo_root, tmp_path):
         DistillModule(9, mixup=-1)
     module, _, _ = fit_module(demo_root, tmp_path, teacher=tiny_teacher(9), epochs=1, mixup=0.4)
     assert module.best_val_f1 is not None
+
+
+class HalfKD(DistillLoss):
+    """A distillation method defined outside the library: half of Hinton KD."""
+
+    def __init__(self, temperature: float = 1.0):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, student_logits, teacher_logits, labels):
+        return {"half_kd": 0.5 * kd_loss(student_logits, teacher_logits, self.temperature)}
+
+
+def test_a_loss_defined_in_a_test_file_is_usable_from_yaml(demo_root, tmp_path):
+    config = tmp_path / "loss.yaml"
+    config.write_text(textwrap.dedent(f"""
+        model:
+          init_args:
+            distill_loss:
+              class_path: {__name__}.HalfKD
+              init_args:
+                temperature: 3.0
+        """))
+    cli = build_cli(["fit", "--config", str(config), "--data.root", str(demo_root), "--data.image_size", "32",
+                     "--model.student", "nano", "--model.input_size", "32", "--model.teacher.name", "resnet18",
+                     "--model.teacher.input_size", "32", "--trainer.max_epochs", "1", "--teacher_cache.enabled",
+                     "false", "--trainer.default_root_dir", str(tmp_path / "run"), *FAST])
+    loss = cli.model.distill_loss
+    assert isinstance(loss, HalfKD) and loss.temperature == 3.0
+    assert "train/half_kd" in cli.trainer.callback_metrics

@@ -1,0 +1,3 @@
+from distill.commands import main
+
+main()

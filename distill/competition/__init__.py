@@ -1,0 +1,58 @@
+"""Everything about the competition in one place: the score and its constants, the competition's own
+MAC counter, and the rules the submitted model must obey.
+
+    distill complexity --all            # every student preset: params, both MAC counts, rules verdict
+    distill complexity --model tiny --size 80
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from torch import nn
+
+from distill.competition.counter import COMPETITION_IGNORED, competition_macs
+from distill.competition.rules import check_rules
+from distill.competition.score import F1_BASE, MACS_BASE, competition_score
+from distill.complexity import count_macs, count_params
+
+__all__ = ["F1_BASE", "MACS_BASE", "COMPETITION_IGNORED", "competition_score", "competition_macs", "check_rules",
+           "describe", "main"]
+
+
+def describe(model: nn.Module, input_size: int) -> dict[str, Any]:
+    """Params, both MAC counts and the rules verdict of ``model`` at ``input_size``."""
+    fv = count_macs(model, input_size)
+    return {
+        "input_size": input_size,
+        "params": count_params(model),
+        "macs_fvcore": fv.total,
+        "macs_competition": competition_macs(model, input_size),
+        "uncounted_ops": fv.unsupported,
+        "rule_violations": check_rules(model, input_size),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    from models import PRESETS, create_model
+
+    parser = argparse.ArgumentParser(prog="distill complexity",
+                                     description="Params, MACs (fvcore and competition counter) and rules verdict.")
+    parser.add_argument("--model", default="tiny", help=f"student preset ({', '.join(PRESETS)}) or a model name")
+    parser.add_argument("--size", type=int, default=None, help="input size in px (default: the model's own)")
+    parser.add_argument("--num-classes", type=int, default=9)
+    parser.add_argument("--width", type=float, default=None, help="width multiplier for a student preset")
+    parser.add_argument("--all", action="store_true", help="table of every student preset")
+    args = parser.parse_args(argv)
+
+    names = list(PRESETS) if args.all else [args.model]
+    print(f"{'model':<20}{'size':>6}{'params':>10}{'fvcore MACs':>14}{'ptflops MACs':>14}  rules")
+    for name in names:
+        try:
+            model = create_model(name, args.num_classes, input_size=args.size, width=args.width)
+        except ValueError as err:
+            parser.error(str(err))
+        size = model.preprocess.input_size
+        d = describe(model, size)
+        verdict = "ok" if not d["rule_violations"] else "; ".join(d["rule_violations"])
+        print(f"{name:<20}{size:>6}{d['params']:>10,}{d['macs_fvcore']:>14,}{d['macs_competition']:>14,}  {verdict}")

@@ -1,0 +1,40 @@
+"""What the library prints: its own one-line messages (``say``, rank zero only), and nothing else by
+default: the known third-party notices that crowd out progress bars are silenced at their source.
+``DISTILL_VERBOSE=1`` keeps every one of them."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+from lightning.pytorch.utilities import rank_zero_only
+
+# (category, message regex, module regex) of warnings that say nothing a user of this library can act on
+_WARNINGS = [
+    (UserWarning, r".*does not have many workers.*", ""),
+    (UserWarning, r".*The number of training batches .* is smaller than the logging interval.*", ""),
+    (UserWarning, r".*`tensorboardX` has been removed as a dependency.*", ""),
+    (UserWarning, r".*The dirpath has changed from.*", ""),
+    (UserWarning, r".*exists and is not empty.*", ""),
+    (Warning, r".*isinstance\(treespec, LeafSpec\).*", ""),
+    (FutureWarning, r".*", r"fvcore.*"),
+]
+_LOGGERS = ["lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+            "lightning.fabric.utilities.seed",
+            "lightning.pytorch.accelerators.cuda", "fvcore", "ptflops"]
+
+
+def quiet_third_party() -> None:
+    """Hide Lightning's hardware/tip notices and known library warnings, unless ``DISTILL_VERBOSE`` is set."""
+    if os.environ.get("DISTILL_VERBOSE"):
+        return
+    for category, message, module in _WARNINGS:
+        warnings.filterwarnings("ignore", category=category, message=message, module=module)
+    for name in _LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@rank_zero_only
+def say(message: str) -> None:
+    """One line of the library's own progress, from the first process only."""
+    print(message, flush=True)

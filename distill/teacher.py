@@ -1,0 +1,72 @@
+"""The frozen teacher: which model, its weights, its input size and the precision of its forward passes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from distill.preprocess import channels_last, model_input
+from models import NAMED_MODELS, create_model
+
+PRECISIONS = ("32", "bf16")
+
+
+def check_precision(precision: str, option: str = "teacher.precision") -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"{option}={precision!r}: choose one of {PRECISIONS}")
+
+
+@dataclass
+class TeacherSpec:
+    """Args:
+        name: ``efficientnet_lite0`` or a torchvision classifier name.
+        weights: the fine-tuned teacher's weights file (``model.pt`` of the pipeline, or a ``.ckpt``).
+        input_size: its input size (default: the model's own).
+        precision: ``32``, or ``bf16`` for bfloat16 autocast (fast only on CPUs with AVX512-BF16/AMX and
+            recent GPUs); logits are always float32.
+    """
+
+    name: str = "efficientnet_lite0"
+    weights: str | None = None
+    input_size: int | None = None
+    precision: str = "32"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.name not in NAMED_MODELS:
+            raise ValueError(f"teacher.name={self.name!r}: unknown; use 'efficientnet_lite0' or a torchvision "
+                             "classifier name (e.g. resnet18)")
+
+    def build(self, num_classes: int) -> nn.Module:
+        return create_model(self.name, num_classes, weights=self.weights, input_size=self.input_size)
+
+
+class FrozenTeacher:
+    """A teacher model in eval mode with no gradients; call it on a uint8 batch for float32 logits.
+
+    Deliberately not an ``nn.Module``: it stays out of the student's module tree, optimiser, DDP wrapper
+    and checkpoints."""
+
+    def __init__(self, model: nn.Module, precision: str = "32"):
+        if not hasattr(model, "preprocess"):
+            raise ValueError("a teacher module needs a .preprocess (models.Preprocess) attribute")
+        check_precision(precision)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = channels_last(model.eval())
+        self.precision = precision
+
+    @property
+    def preprocess(self):
+        return self.model.preprocess
+
+    def to(self, device: torch.device | str) -> "FrozenTeacher":
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = model_input(images, self.model.preprocess)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model(x).float()

