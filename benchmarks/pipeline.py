@@ -44,8 +44,8 @@ def main() -> None:
     cache_dir = args.out / "teacher_cache"
     with_cache = merge(common, {"teacher_cache": {"cache_dir": str(cache_dir)}})
     cached = [run_fit(recipe.configs("student"), args.out / f"student_kd/seed_{s}", with_cache, s) for s in args.seeds]
-    fills = [json.loads(p.read_text()) for p in sorted(cache_dir.glob("teacher_outputs_*.json"))]
-    fill_seconds = fills[-1]["seconds"] if fills else 0.0
+    fills = [json.loads(p.read_text()) for p in sorted(cache_dir.glob("teacher_*.logits.progress*.json"))]
+    fill_seconds = max((f["seconds"] for f in fills), default=0.0)
     compared = cached
     short, tag = {}, ""
     if args.compare_epochs:

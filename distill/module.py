@@ -115,13 +115,22 @@ class Classifier(L.LightningModule):
         perm = torch.randperm(len(labels), device=labels.device)
         x = unit_float(images)
         mixed = lam * x + (1 - lam) * x[perm]
-        logits, teacher_logits = self(mixed), self.teacher_logits(mixed)
-        a = self.combine(logits, labels, teacher_logits)
-        b = self.combine(logits, labels[perm], teacher_logits)
-        return {k: lam * a[k] + (1 - lam) * b[k] for k in a}
+        weights = torch.full((len(labels),), lam, device=labels.device)
+        return self.combine(self(mixed), labels, self.teacher_logits(mixed), labels[perm], weights)
 
-    def combine(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None) -> Terms:
-        terms = self.label_loss(logits, labels)
+    def label_terms(self, logits: torch.Tensor, labels: torch.Tensor, partner_labels: torch.Tensor | None = None,
+                    weights: torch.Tensor | None = None) -> Terms:
+        """The label loss; for mixed images each of the two labels counts with its image's share."""
+        if partner_labels is None:
+            return self.label_loss(logits, labels)
+        own = self.label_loss(logits, labels, weights)
+        other = self.label_loss(logits, partner_labels, 1 - weights)
+        return {k: own[k] + other[k] for k in own}
+
+    def combine(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
+                partner_labels: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> Terms:
+        """Named loss terms and their weighted total ``loss`` (``teacher_logits`` unused without a teacher)."""
+        terms = self.label_terms(logits, labels, partner_labels, weights)
         return {"loss": weighted_sum(terms), **terms}
 
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
@@ -136,7 +145,7 @@ class Classifier(L.LightningModule):
             losses = self.mixed_losses(images, labels)
         else:
             teacher = batch["teacher_logits"] if "teacher_logits" in batch else self.teacher_logits(images)
-            losses = self.combine(self(images), labels, teacher)
+            losses = self.combine(self(images), labels, teacher, batch.get("partner_label"), batch.get("mix_weight"))
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"non-finite training loss ({losses['loss'].item()}) at epoch "
                                      f"{self.current_epoch}, step {self.global_step}; lower the learning rate")
@@ -280,8 +289,9 @@ class DistillModule(Classifier):
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         return None if self.teacher is None else self.teacher(images)
 
-    def combine(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None) -> Terms:
-        label_terms = self.label_loss(logits, labels)
+    def combine(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
+                partner_labels: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> Terms:
+        label_terms = self.label_terms(logits, labels, partner_labels, weights)
         if teacher_logits is None:  # no teacher: plain training on labels
             return {"loss": weighted_sum(label_terms), **label_terms}
         distill_terms = self.distill_loss(logits, teacher_logits, labels)

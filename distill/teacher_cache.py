@@ -1,65 +1,148 @@
 """Teacher-output cache: run the teacher once, distil many students (Fast Knowledge Distillation,
-Shen & Xing, ECCV 2022).
+Shen & Xing, ECCV 2022), with mixed views for function matching (Beyer et al., CVPR 2022).
 
-For every training image, K augmented views are drawn; each view is recorded by the seed of the
-augmentation pipeline, which reproduces its parameters (flips, affine matrix, colour factors,
-dropout holes) exactly. The teacher's logits for each view are stored. During student training
-``CachedViews`` (a dataset wrapper, like torchdistill's ``CacheableDataset``) replays one of the K
-views of each image per epoch, pixel-identical to the recorded one, with its teacher logits in the
-batch. K=1 with ``augment: none`` is the plain clean-image mode.
+For every training image, K views are recorded. A view is the image augmented by the pipeline seeded
+with its seed (the seed reproduces every parameter: flips, affine matrix, colour factors, dropout holes)
+and, for a mixed view, blended with a partner image's own augmented view: mixup (own share ``w``) or
+CutMix (the partner pasted into a box; ``w`` = the own image's remaining area). The teacher runs once
+on each view at its own input size; its logits are stored. In the same pass every view is resized to
+the student's input size and stored too, so training reads pixels and logits and augments nothing.
+``CachedViews`` (a dataset wrapper, like torchdistill's ``CacheableDataset``) replays one recorded view
+of each image per epoch, drawn anew each time, with the teacher's logits for exactly that view.
 
-The file is keyed by a hash of the teacher weights, the image list, the augmentation settings and K:
-any change gives another key, so stale outputs are never reused silently.
+Files in ``cache_dir``, named by a hash of everything the outputs depend on (teacher weights and
+precision, image list, augmentation, views, mixing, seed), so stale outputs are never reused:
+``<stem>.record.pt`` (seeds, partners, weights, boxes), ``<stem>.logits.npy`` (float32 N x K x C),
+``<stem>.<S>px.npy`` (uint8 N x K x 3 x S x S, the student's views) and a ``.progress.json`` beside each
+``.npy``. Both arrays are memory-mapped: RAM holds what the page cache keeps. A fill that is stopped
+resumes where it stopped; several processes (DDP ranks) fill disjoint shares of the same files.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import albumentations
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from distill.console import say
 from torch.utils.data import DataLoader, Dataset
 
 from distill.checkpoint import atomic_write, atomic_write_text
+from distill.console import say
 from distill.data import ImageDataset
 from distill.preprocess import resize_uint8
 from distill.teacher import FrozenTeacher
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MIX_MODES = ("none", "mixup", "cutmix", "both")
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    """How recorded views are mixed: ``mode`` (none, mixup, cutmix, or both at random), the Beta(alpha,
+    alpha) of the own image's share, and the fraction ``prob`` of views that are mixed."""
+
+    mode: str = "none"
+    alpha: float = 1.0
+    prob: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MIX_MODES:
+            raise ValueError(f"teacher_cache.mix={self.mode!r}: choose one of {MIX_MODES}")
+        if self.alpha <= 0:
+            raise ValueError(f"teacher_cache.mix_alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.prob <= 1:
+            raise ValueError(f"teacher_cache.mix_prob must be in [0, 1], got {self.prob}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none" and self.prob > 0
 
 
 @dataclass
-class TeacherOutputs:
-    """Per image ``i`` and view ``k``: the augmentation seed and the teacher's logits."""
+class ViewRecord:
+    """Per image ``i`` and view ``k``: how to make the view again. ``partners[i, k] = -1``: not mixed."""
 
     seeds: torch.Tensor  # int64 [N, K]
-    logits: torch.Tensor | None = None  # float32 [N, K, C] (full logits)
-    topk_values: torch.Tensor | None = None  # float32 [N, K, k] (top-k mode)
-    topk_indices: torch.Tensor | None = None  # int64 [N, K, k]
-    rest: torch.Tensor | None = None  # float32 [N, K]: mean of the logits outside the top k
-    num_classes: int = 0
+    partners: torch.Tensor  # int64 [N, K]
+    partner_seeds: torch.Tensor  # int64 [N, K]
+    weights: torch.Tensor  # float32 [N, K]: the own image's share of the view (1 = not mixed)
+    boxes: torch.Tensor  # int64 [N, K, 4]: CutMix box (x0, y0, x1, y1) at the base size; zeros = mixup
 
     @property
     def views(self) -> int:
         return int(self.seeds.shape[1])
 
-    def view_logits(self, index: int, view: int) -> torch.Tensor:
-        """Teacher logits of one view (top-k mode: classes outside the top k get their mean)."""
-        if self.logits is not None:
-            return self.logits[index, view]
-        full = torch.full((self.num_classes,), float(self.rest[index, view]))
-        full[self.topk_indices[index, view]] = self.topk_values[index, view]
-        return full
+    @property
+    def mixed(self) -> bool:
+        return bool((self.partners >= 0).any())
 
 
-def teacher_fingerprint(teacher: FrozenTeacher) -> str:
+def draw_views(n_images: int, views: int, size: int, seed: int, mix: MixSpec = MixSpec()) -> ViewRecord:
+    """The recorded views of ``n_images`` images, drawn from ``seed`` (the same on every process)."""
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, 2**31 - 1, size=(n_images, views), dtype=np.int64)
+    partners = np.full((n_images, views), -1, dtype=np.int64)
+    partner_seeds = np.zeros((n_images, views), dtype=np.int64)
+    weights = np.ones((n_images, views), dtype=np.float32)
+    boxes = np.zeros((n_images, views, 4), dtype=np.int64)
+    if mix.enabled and n_images > 1:
+        mixed = rng.random((n_images, views)) < mix.prob
+        offsets = rng.integers(1, n_images, size=(n_images, views))  # never the image itself
+        partners = np.where(mixed, (np.arange(n_images)[:, None] + offsets) % n_images, -1)
+        partner_seeds = rng.integers(0, 2**31 - 1, size=(n_images, views), dtype=np.int64)
+        lam = rng.beta(mix.alpha, mix.alpha, size=(n_images, views))
+        cut = {"mixup": np.zeros_like(mixed), "cutmix": np.ones_like(mixed),
+               "both": rng.random((n_images, views)) < 0.5}[mix.mode] & mixed
+        # CutMix box of area (1 - lam) S^2, centred uniformly, clipped; the weight is the area really kept
+        side = size * np.sqrt(1 - lam)
+        cx, cy = rng.uniform(0, size, size=(2, n_images, views))
+        x0, x1 = np.clip(cx - side / 2, 0, size).round(), np.clip(cx + side / 2, 0, size).round()
+        y0, y1 = np.clip(cy - side / 2, 0, size).round(), np.clip(cy + side / 2, 0, size).round()
+        kept = 1 - (x1 - x0) * (y1 - y0) / size**2
+        boxes = np.where(cut[..., None], np.stack([x0, y0, x1, y1], -1), 0).astype(np.int64)
+        weights = np.where(mixed, np.where(cut, kept, lam), 1.0).astype(np.float32)
+    return ViewRecord(*(torch.from_numpy(a) for a in (seeds, partners, partner_seeds, weights, boxes)))
+
+
+def render_view(dataset: ImageDataset, record: ViewRecord, i: int, k: int) -> torch.Tensor:
+    """View ``k`` of image ``i`` at the base size, uint8 ``3 x S x S``, exactly as recorded."""
+    own = dataset.view(i, int(record.seeds[i, k]))
+    partner = int(record.partners[i, k])
+    if partner < 0:
+        return own
+    other = dataset.view(partner, int(record.partner_seeds[i, k]))
+    x0, y0, x1, y1 = (int(v) for v in record.boxes[i, k])
+    if x1 > x0 and y1 > y0:  # CutMix
+        out = own.clone()
+        out[:, y0:y1, x0:x1] = other[:, y0:y1, x0:x1]
+        return out
+    w = float(record.weights[i, k])
+    return (w * own.float() + (1 - w) * other.float()).round().clamp(0, 255).to(torch.uint8)
+
+
+class _ViewJobs(Dataset):
+    """Jobs ``start .. stop-1`` (job = i * K + k) as items, so loader workers render views in parallel."""
+
+    def __init__(self, dataset: ImageDataset, record: ViewRecord, start: int, stop: int):
+        self.dataset, self.record, self.start, self.stop = dataset, record, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, item: int):
+        job = self.start + item
+        i, k = divmod(job, self.record.views)
+        return render_view(self.dataset, self.record, i, k), job
+
+
+def _fingerprint(teacher: FrozenTeacher) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(teacher.model.state_dict().items()):
         digest.update(name.encode())
@@ -68,173 +151,236 @@ def teacher_fingerprint(teacher: FrozenTeacher) -> str:
     return digest.hexdigest()
 
 
-def cache_key(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: int, topk: int | None) -> str:
-    """Hash of everything the cached outputs depend on (fp32 keys are those of caches made before the
-    precision option existed)."""
-    digest = hashlib.sha256()
-    digest.update(teacher_fingerprint(teacher).encode())
+def cache_key(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: int, mix: MixSpec) -> str:
+    """Hash of everything the cached outputs depend on."""
+    digest = hashlib.sha256(_fingerprint(teacher).encode())
     for sample in dataset.samples:
         stat = Path(sample.path).stat()
         digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}|{sample.label}\n".encode())
     digest.update(f"size={dataset.size}|aspect={dataset.keep_aspect}|augment={dataset.augment_name}|views={views}|"
-                  f"seed={seed}|topk={topk}|albumentations={albumentations.__version__}|v={FORMAT_VERSION}".encode())
-    if teacher.precision != "32":
-        digest.update(f"|precision={teacher.precision}".encode())
+                  f"seed={seed}|mix={asdict(mix)}|precision={teacher.precision}|"
+                  f"albumentations={albumentations.__version__}|v={FORMAT_VERSION}".encode())
     return digest.hexdigest()
 
 
-def view_seeds(n_images: int, views: int, seed: int) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(seed).integers(0, 2**31 - 1, size=(n_images, views), dtype=np.int64))
+def job_share(total: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Contiguous ``[start, stop)`` of ``total`` jobs for process ``rank`` of ``world_size``."""
+    return total * rank // world_size, total * (rank + 1) // world_size
 
 
-class _ViewJobs(Dataset):
-    """(image, view) pairs of a dataset as items, so loader workers can augment in parallel."""
+class _Progress:
+    """How many jobs of one process's share of one array are done; written atomically as jobs finish."""
 
-    def __init__(self, dataset: ImageDataset, seeds: torch.Tensor):
-        self.dataset, self.seeds = dataset, seeds
-        self.views = seeds.shape[1]
+    def __init__(self, array: Path, rank: int, start: int, stop: int):
+        self.path = array.with_name(f"{array.stem}.progress{rank}.json")
+        self.start, self.stop = start, stop
+        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.done = saved.get("done", start) if saved.get("share") == [start, stop] else start
+        self.seconds = saved.get("seconds", 0.0) if self.done > start else 0.0
 
-    def __len__(self) -> int:
-        return len(self.dataset) * self.views
-
-    def __getitem__(self, job: int):
-        i, k = divmod(job, self.views)
-        return self.dataset.view(i, int(self.seeds[i, k])), i, k
+    def save(self, done: int, seconds: float) -> None:
+        self.done, self.seconds = done, seconds
+        atomic_write_text(self.path, json.dumps({"share": [self.start, self.stop], "done": done, "seconds": seconds}))
 
 
-@torch.no_grad()
-def compute_teacher_outputs(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: int = 0,
-                            topk: int | None = None, batch_size: int = 64, num_workers: int = 0) -> TeacherOutputs:
-    """Run ``teacher`` on K recorded views of every image of ``dataset``, with a progress bar."""
-    from tqdm.auto import tqdm
+def complete(array: Path, total: int) -> bool:
+    """Whether every share of ``array`` is done (the shares of any number of processes that cover it)."""
+    done = 0
+    for p in array.parent.glob(f"{array.stem}.progress*.json"):
+        saved = json.loads(p.read_text())
+        start, stop = saved["share"]
+        done += saved["done"] - start if saved["done"] == stop else 0
+    return array.is_file() and done >= total
 
-    if views < 1:
-        raise ValueError(f"teacher cache views must be >= 1, got {views}")
-    if dataset.augment_name == "none" and views > 1:
-        raise ValueError("teacher cache: views > 1 needs an augmentation preset (augment: light or strong)")
-    device = next(teacher.model.parameters()).device
-    n = len(dataset)
-    seeds = view_seeds(n, views, seed)
-    jobs = DataLoader(_ViewJobs(dataset, seeds), batch_size=batch_size, num_workers=num_workers)
-    outputs = None
-    with tqdm(total=n * views, desc=f"teacher outputs ({views} views/image)", unit="view") as bar:
-        for images, index, view in jobs:
-            logits = teacher(images.to(device)).cpu()
-            if outputs is None:
-                outputs = torch.empty(n, views, logits.shape[1])
-            outputs[index, view] = logits
-            bar.update(len(index))
-    num_classes = outputs.shape[-1]
-    if topk is None or topk >= num_classes:
-        return TeacherOutputs(seeds, logits=outputs, num_classes=num_classes)
-    values, indices = outputs.topk(topk, dim=-1)
-    rest = (outputs.sum(-1) - values.sum(-1)) / (num_classes - topk)
-    return TeacherOutputs(seeds, topk_values=values, topk_indices=indices, rest=rest, num_classes=num_classes)
+
+def _open_array(path: Path, shape: tuple[int, ...], dtype) -> np.memmap:
+    """The ``.npy`` memory map at ``path``, created (by the caller's process) if it is not there yet."""
+    if path.is_file():
+        return np.load(path, mmap_mode="r+")
+    tmp = path.with_name(path.name + ".tmp")
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    del array
+    tmp.replace(path)
+    return np.load(path, mmap_mode="r+")
 
 
 @torch.no_grad()
-def render_views(dataset: ImageDataset, seeds: torch.Tensor, size: int, batch_size: int = 64,
-                 num_workers: int = 0) -> torch.Tensor:
-    """Every recorded view replayed once and resized to the student's ``size``: uint8 ``N x K x 3 x size x size``.
-
-    Training then reads views instead of re-augmenting full-size images every epoch."""
+def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
+         step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
+         num_workers: int = 0, save_every: int = 4096) -> None:
+    """Render the views of ``progress``'s share not done yet, batch by batch; ``step(images)`` gives each
+    array's values for the batch (teacher logits, resized views), written at their (i, k)."""
     from tqdm.auto import tqdm
 
-    n, views = seeds.shape
-    rendered = torch.empty(n, views, 3, size, size, dtype=torch.uint8)
-    jobs = DataLoader(_ViewJobs(dataset, seeds), batch_size=batch_size, num_workers=num_workers)
-    with tqdm(total=n * views, desc=f"rendering views at {size}px", unit="view") as bar:
-        for images, index, view in jobs:
-            rendered[index, view] = resize_uint8(images, size)
-            bar.update(len(index))
-    return rendered
+    jobs = DataLoader(_ViewJobs(dataset, record, progress.done, progress.stop), batch_size=batch_size,
+                      num_workers=num_workers)
+    views = record.views
+    start, since_save = time.time() - progress.seconds, 0
+    with tqdm(total=progress.stop - progress.start, initial=progress.done - progress.start, desc=desc,
+              unit="view", dynamic_ncols=True) as bar:
+        for images, job in jobs:
+            i, k = (job // views).numpy(), (job % views).numpy()
+            for name, values in step(images).items():
+                arrays[name][i, k] = values.numpy()
+            since_save += len(job)
+            bar.update(len(job))
+            if since_save >= save_every or int(job[-1]) + 1 == progress.stop:
+                for array in arrays.values():
+                    array.flush()
+                progress.save(int(job[-1]) + 1, time.time() - start)
+                since_save = 0
 
 
-def save_outputs(path: Path, outputs: TeacherOutputs, key: str) -> None:
-    data = {"key": key, "seeds": outputs.seeds, "logits": outputs.logits, "topk_values": outputs.topk_values,
-            "topk_indices": outputs.topk_indices, "rest": outputs.rest, "num_classes": outputs.num_classes}
-    atomic_write(path, lambda tmp: torch.save(data, tmp))
+class ViewCache:
+    """One cache entry: its record of views, the teacher's logits and the views at the student's size.
 
+    The steps, in order (the callback puts a barrier between them when several processes run):
+    ``create`` (one process), ``fill_share`` (every process, its own share), then ``dataset``."""
 
-def load_outputs(path: Path, key: str) -> TeacherOutputs | None:
-    """The cached outputs at ``path`` if they were made with ``key``; else None."""
-    if not path.is_file():
-        return None
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if data.get("key") != key:
-        return None
-    return TeacherOutputs(data["seeds"], data["logits"], data["topk_values"], data["topk_indices"], data["rest"],
-                          data["num_classes"])
+    def __init__(self, teacher: FrozenTeacher, dataset: ImageDataset, cache_dir: str | Path, views: int,
+                 num_classes: int, student_size: int, seed: int = 0, mix: MixSpec = MixSpec(),
+                 render: bool = True):
+        self.teacher, self.source, self.views, self.seed, self.mix = teacher, dataset, views, seed, mix
+        self.num_classes, self.size = num_classes, student_size
+        self.render = render and student_size < dataset.size
+        key = cache_key(teacher, dataset, views, seed, mix)
+        self.stem = Path(cache_dir) / f"teacher_{key[:20]}"
+        self.n = len(dataset)
 
+    @property
+    def record_file(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".record.pt")
 
-def load_or_compute(teacher: FrozenTeacher, dataset: ImageDataset, cache_dir: str | Path, views: int, seed: int = 0,
-                    topk: int | None = None, batch_size: int = 64,
-                    num_workers: int = 0) -> tuple[TeacherOutputs, Path, bool]:
-    """Cached outputs for (teacher, dataset, settings): loaded when the key matches, else computed and saved.
-    Returns (outputs, file, whether they were computed now)."""
-    key = cache_key(teacher, dataset, views, seed, topk)
-    path = Path(cache_dir) / f"teacher_outputs_{key[:20]}.pt"
-    cached = load_outputs(path, key)
-    if cached is not None:
-        return cached, path, False
-    start = time.time()
-    outputs = compute_teacher_outputs(teacher, dataset, views, seed, topk, batch_size, num_workers)
-    save_outputs(path, outputs, key)
-    info = {"seconds": time.time() - start, "images": len(dataset), "views": views, "topk": topk,
-            "precision": teacher.precision, "key": key}
-    atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
-    return outputs, path, True
+    @property
+    def logits_file(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".logits.npy")
+
+    @property
+    def views_file(self) -> Path:
+        return self.stem.with_name(f"{self.stem.name}.{self.size}px.npy")
+
+    def footprint_gib(self) -> float:
+        """Disk taken by the views at the student's size (the logits are small)."""
+        return self.n * self.views * 3 * self.size**2 / 2**30 if self.render else 0.0
+
+    def create(self) -> None:
+        """Draw and save the record; create the arrays (once, before any process fills them)."""
+        self.stem.parent.mkdir(parents=True, exist_ok=True)
+        if not self.record_file.is_file():
+            record = draw_views(self.n, self.views, self.source.size, self.seed, self.mix)
+            atomic_write(self.record_file, lambda tmp: torch.save(asdict(record), tmp))
+        _open_array(self.logits_file, (self.n, self.views, self.num_classes), np.float32)
+        if self.render:
+            _open_array(self.views_file, (self.n, self.views, 3, self.size, self.size), np.uint8)
+
+    def record(self) -> ViewRecord:
+        return ViewRecord(**torch.load(self.record_file, weights_only=True))
+
+    def complete(self) -> bool:
+        total = self.n * self.views
+        return complete(self.logits_file, total) and (not self.render or complete(self.views_file, total))
+
+    def fill_share(self, rank: int = 0, world_size: int = 1, batch_size: int = 64, num_workers: int = 0,
+                   device: torch.device | str = "cpu") -> None:
+        """Run the teacher on (and render) this process's share of the views not done yet."""
+        total = self.n * self.views
+        start, stop = job_share(total, rank, world_size)
+        record = self.record()
+        logits = np.load(self.logits_file, mmap_mode="r+")
+        size, render = self.size, self.render
+        if not complete(self.logits_file, total):
+            arrays = {"logits": logits}
+            if render:
+                arrays["views"] = np.load(self.views_file, mmap_mode="r+")
+            progress = _Progress(self.logits_file, rank, start, stop)
+            # the views of the jobs already done were rendered in the same pass: both resume together
+            def step(images: torch.Tensor) -> dict[str, torch.Tensor]:
+                out = {"logits": self.teacher(images.to(device)).cpu()}
+                if render:
+                    out["views"] = resize_uint8(images, size)
+                return out
+
+            fill(self.source, record, arrays, progress, step, f"teacher outputs ({self.views} views/image)",
+                 batch_size, num_workers)
+            if render:
+                _Progress(self.views_file, rank, start, stop).save(stop, progress.seconds)
+        elif render and not complete(self.views_file, total):
+            progress = _Progress(self.views_file, rank, start, stop)
+            fill(self.source, record, {"views": np.load(self.views_file, mmap_mode="r+")}, progress,
+                 lambda images: {"views": resize_uint8(images, size)}, f"rendering views at {size}px",
+                 batch_size, num_workers)
+
+    def fill_seconds(self) -> float:
+        """Wall time the teacher fill took (the slowest process, when several filled it)."""
+        files = self.logits_file.parent.glob(f"{self.logits_file.stem}.progress*.json")
+        return max((json.loads(p.read_text())["seconds"] for p in files), default=0.0)
+
+    def dataset(self) -> "CachedViews":
+        """The training set replaying the cache (read-only memory maps)."""
+        views = np.load(self.views_file, mmap_mode="r") if self.render else None
+        return CachedViews(self.source, self.record(), np.load(self.logits_file, mmap_mode="r"), views)
 
 
 class CachedViews(Dataset):
     """A training set whose items replay one recorded view per image (drawn anew each time) with the
-    teacher's logits for exactly that view: ``{"image", "label", "index", "teacher_logits"}``.
+    teacher's logits for exactly that view: ``{"image", "label", "index", "teacher_logits"}``, plus
+    ``partner_label`` and ``mix_weight`` (the own label's share) when the cache records mixed views.
 
-    ``rendered``: the views already resized to the student's size (``render_views``); else each view is
-    replayed from its augmentation seed at the base size."""
+    ``rendered``: the views already resized to the student's size; else each view is rendered again from
+    its record at the base size."""
 
-    def __init__(self, dataset: ImageDataset, outputs: TeacherOutputs, rendered: torch.Tensor | None = None):
-        self.dataset, self.outputs, self.rendered = dataset, outputs, rendered
+    def __init__(self, dataset: ImageDataset, record: ViewRecord, logits: np.ndarray,
+                 rendered: np.ndarray | None = None):
+        self.dataset, self.record, self.logits, self.rendered = dataset, record, logits, rendered
+        self.labels = torch.tensor([s.label for s in dataset.samples])
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        k = int(torch.randint(0, self.outputs.views, ()).item())
+        k = int(torch.randint(0, self.record.views, ()).item())
         if self.rendered is not None:
-            image = self.rendered[index, k]
+            image = torch.from_numpy(np.array(self.rendered[index, k]))
         else:
-            image = self.dataset.view(index, int(self.outputs.seeds[index, k]))
-        return {"image": image, "label": self.dataset.samples[index].label, "index": index,
-                "teacher_logits": self.outputs.view_logits(index, k)}
+            image = render_view(self.dataset, self.record, index, k)
+        item = {"image": image, "label": int(self.labels[index]), "index": index,
+                "teacher_logits": torch.from_numpy(np.array(self.logits[index, k]))}
+        if self.record.mixed:
+            partner = int(self.record.partners[index, k])
+            item["partner_label"] = int(self.labels[partner]) if partner >= 0 else item["label"]
+            item["mix_weight"] = float(self.record.weights[index, k])
+        return item
 
 
 class TeacherCache(Callback):
-    """Fill (or reuse) the teacher-output cache when ``fit`` starts, then train from it.
+    """Fill (or reuse, or resume) the teacher-output cache when ``fit`` starts, then train from it.
 
     The data module's training set is wrapped in ``CachedViews`` and the module's teacher is released.
+    Under several processes (DDP) each fills its own share of the same files, then all read them.
 
     Args:
         enabled: switch the cache off to run the teacher online on every batch.
-        views: K augmented views recorded per training image (1 when the data has ``augment: none``).
+        views: K views recorded per training image (1 when the data has ``augment: none``).
+        mix: ``none``, ``mixup``, ``cutmix`` or ``both``: record views mixed with a partner image, the
+            teacher run on the mixed image (function matching); mix_alpha: Beta(a, a) of the own share;
+            mix_prob: the fraction of views that are mixed.
         cache_dir: folder of the cache files (default ``<default_root_dir>/teacher_cache``); share it
             between runs that distil several students from one teacher.
-        topk: keep only the top-k logits per view (the rest share their mean) to bound memory.
         seed: seed of the recorded views.
         batch_size: teacher batch size while filling.
-        render: also replay every view once at the student's input size and keep those pixels in RAM
-            (uint8), so epochs cost no augmentation; skipped when it would take more than ``render_max_gib``.
+        render: store every view at the student's input size (disk, memory-mapped) so epochs cost no
+            augmentation; else views are rendered again every time they are drawn.
     """
 
-    def __init__(self, enabled: bool = True, views: int = 8, cache_dir: str | None = None, topk: int | None = None,
-                 seed: int = 0, batch_size: int = 64, render: bool = True, render_max_gib: float = 2.0):
+    def __init__(self, enabled: bool = True, views: int = 8, mix: str = "none", mix_alpha: float = 1.0,
+                 mix_prob: float = 1.0, cache_dir: str | None = None, seed: int = 0, batch_size: int = 64,
+                 render: bool = True):
         if views < 1:
             raise ValueError(f"teacher_cache.views must be >= 1, got {views}")
-        if topk is not None and topk < 1:
-            raise ValueError(f"teacher_cache.topk must be >= 1 or null, got {topk}")
-        self.enabled, self.render, self.render_max_gib = enabled, render, render_max_gib
-        self.views, self.cache_dir, self.topk, self.seed, self.batch_size = views, cache_dir, topk, seed, batch_size
-        self.path: Path | None = None
+        self.mix = MixSpec(mix, mix_alpha, mix_prob)
+        self.enabled, self.render, self.views, self.cache_dir = enabled, render, views, cache_dir
+        self.seed, self.batch_size = seed, batch_size
+        self.cache: ViewCache | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit" or not self.enabled or not hasattr(pl_module, "build_teacher"):
@@ -248,25 +394,24 @@ class TeacherCache(Callback):
         dataset = datamodule.train_set
         if isinstance(dataset, CachedViews):  # a second fit with the same data module
             dataset = dataset.dataset
-        teacher.to(trainer.strategy.root_device)
-        views = self.views if dataset.augment_name != "none" else 1
+        if dataset.augment_name == "none" and (self.views > 1 or self.mix.enabled):
+            say("teacher cache: data.augment is none, so one plain view per image is recorded")
+        plain = dataset.augment_name == "none"
+        views, mix = (1, MixSpec()) if plain else (self.views, self.mix)
+        device = trainer.strategy.root_device
+        teacher.to(device)
         cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
-        workers = getattr(datamodule.hparams, "num_workers", 0)
+        self.cache = cache = ViewCache(teacher, dataset, cache_dir, views, pl_module.hparams.num_classes,
+                                       pl_module.student.preprocess.input_size, self.seed, mix, self.render)
         if trainer.global_rank == 0:
-            outputs, self.path, fresh = load_or_compute(teacher, dataset, cache_dir, views, self.seed, self.topk,
-                                                        self.batch_size, workers)
-            say(f"teacher cache {'filled' if fresh else 'reused'}: {self.path}")
-        trainer.strategy.barrier("teacher_cache")
-        if trainer.global_rank != 0:
-            outputs, self.path, _ = load_or_compute(teacher, dataset, cache_dir, views, self.seed, self.topk,
-                                                    self.batch_size, 0)
-        size = pl_module.student.preprocess.input_size
-        need = outputs.seeds.numel() * 3 * size * size / 2**30
-        rendered = None
-        if self.render and size < dataset.size and need <= self.render_max_gib:
-            say(f"rendered views at {size}px take {need * 1024:.0f} MiB in RAM")
-            rendered = render_views(dataset, outputs.seeds, size, self.batch_size, workers)
-        elif self.render:
-            say(f"views replayed on the fly ({need:.2f} GiB at {size}px > render_max_gib or no resize)")
-        datamodule.train_set = CachedViews(dataset, outputs, rendered)
+            cache.create()
+            say(f"teacher cache {cache.stem}: {cache.n} images x {views} views"
+                + (f"; views at {cache.size}px take {cache.footprint_gib():.2f} GiB on disk (memory-mapped)"
+                   if cache.render else ""))
+        trainer.strategy.barrier("teacher_cache_created")
+        if not cache.complete():
+            cache.fill_share(trainer.global_rank, trainer.world_size, self.batch_size,
+                             getattr(datamodule.hparams, "num_workers", 0), device)
+        trainer.strategy.barrier("teacher_cache_filled")
+        datamodule.train_set = cache.dataset()
         pl_module.release_teacher()  # training now reads the cache; the teacher is no longer needed

@@ -53,7 +53,7 @@ def test_search_writes_csv_png_and_resumes(demo_root, tmp_path):
     assert all(0 <= float(r["val_f1"]) <= 1 and float(r["score"]) > 0 for r in rows)
     assert (tmp_path / "out" / "search.png").stat().st_size > 1000
     assert summary["best"]["name"] in {"nano_s32_w1", "nano_s32_w0.5"}
-    assert len(list((tmp_path / "out" / "teacher_cache").glob("teacher_outputs_*.pt"))) == 1  # filled once, shared
+    assert len(list((tmp_path / "out" / "teacher_cache").glob("teacher_*.logits.npy"))) == 1  # filled once, shared
     # resumed: a third candidate is trained, the two finished ones are not
     mtime = (tmp_path / "out" / "runs" / "nano_s32_w1" / "stage.json").stat().st_mtime_ns
     grid.append(Candidate("nano", 40, 0.5))

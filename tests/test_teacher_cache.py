@@ -1,12 +1,14 @@
 import lightning as L
+import numpy as np
+import pytest
 import torch
 
 from distill.data import WasteDataModule
-from distill.losses import kd_loss
+from distill.losses import Focal, kd_loss
 from distill.module import DistillModule
 from distill.preprocess import model_input, resize_uint8
 from distill.teacher import FrozenTeacher
-from distill.teacher_cache import CachedViews, TeacherCache, compute_teacher_outputs, load_or_compute, render_views
+from distill.teacher_cache import (CachedViews, MixSpec, TeacherCache, ViewCache, cache_key, draw_views, render_view)
 from models import create_model
 
 
@@ -21,113 +23,206 @@ def train_set(root, augment="strong"):
     return dm, dm.train_set
 
 
-def test_replayed_views_are_pixel_identical(demo_root):
+def filled(teacher, ds, tmp_path, views=2, mix=MixSpec(), size=24, **fill):
+    cache = ViewCache(teacher, ds, tmp_path, views, num_classes=9, student_size=size, mix=mix)
+    cache.create()
+    cache.fill_share(**fill)
+    return cache
+
+
+def test_replayed_views_are_pixel_identical(demo_root, tmp_path):
     _, ds = train_set(demo_root)
     a, b = ds.view(3, seed=1234), ds.view(3, seed=1234)
     assert torch.equal(a, b)
     assert not torch.equal(a, ds.view(3, seed=99))  # another seed is another view
-    outputs = compute_teacher_outputs(make_teacher(), ds, views=3, seed=0)
-    cached = CachedViews(ds, outputs)
+    cache = ViewCache(make_teacher(), ds, tmp_path, 3, num_classes=9, student_size=24, render=False)
+    cache.create()
+    cache.fill_share()
+    replay = cache.dataset()
+    record = replay.record
     torch.manual_seed(0)
-    item = cached[5]
-    k = next(k for k in range(3) if torch.equal(outputs.logits[5, k], item["teacher_logits"]))
-    assert torch.equal(item["image"], ds.view(5, int(outputs.seeds[5, k])))
-    assert item["label"] == ds.samples[5].label and item["index"] == 5
+    item = replay[5]
+    k = next(k for k in range(3) if torch.equal(torch.from_numpy(replay.logits[5, k]), item["teacher_logits"]))
+    assert torch.equal(item["image"], ds.view(5, int(record.seeds[5, k])))
+    assert item["label"] == ds.samples[5].label and item["index"] == 5 and "mix_weight" not in item
 
 
-def test_cached_and_online_kd_losses_are_identical(demo_root):
+def test_cached_and_online_kd_losses_are_identical(demo_root, tmp_path):
     _, ds = train_set(demo_root)
     teacher = make_teacher()
-    outputs = compute_teacher_outputs(teacher, ds, views=2, seed=7, batch_size=5)
+    cache = filled(teacher, ds, tmp_path, views=2, batch_size=5)
+    record, logits = cache.record(), np.load(cache.logits_file)
     student = create_model("nano", 9, input_size=32).eval()
     idx = [(0, 0), (4, 1), (9, 0), (11, 1)]
-    images = torch.stack([ds.view(i, int(outputs.seeds[i, k])) for i, k in idx])
+    images = torch.stack([render_view(ds, record, i, k) for i, k in idx])
     with torch.no_grad():
         online = teacher(images)
         s = student(model_input(images, student.preprocess))
-    cached = torch.stack([outputs.view_logits(i, k) for i, k in idx])
+    cached = torch.stack([torch.from_numpy(logits[i, k]) for i, k in idx])
     assert torch.allclose(online, cached, atol=1e-5)
     assert torch.allclose(kd_loss(s, online, 4.0), kd_loss(s, cached, 4.0), atol=1e-6)
 
 
-def test_cache_invalidated_by_teacher_weights_and_image_list(fresh_demo, tmp_path):
+def test_cache_key_follows_teacher_images_views_mixing_and_precision(fresh_demo):
     _, ds = train_set(fresh_demo)
     teacher = make_teacher(0)
-    _, path, fresh = load_or_compute(teacher, ds, tmp_path, views=2)
-    assert fresh and path.exists()
-    _, path2, fresh2 = load_or_compute(teacher, ds, tmp_path, views=2)
-    assert not fresh2 and path2 == path  # same everything: reused
+    key = cache_key(teacher, ds, 2, 0, MixSpec())
+    assert cache_key(teacher, ds, 2, 0, MixSpec()) == key  # same everything: same file
+    assert cache_key(teacher, ds, 3, 0, MixSpec()) != key
+    assert cache_key(teacher, ds, 2, 1, MixSpec()) != key
+    assert cache_key(teacher, ds, 2, 0, MixSpec("mixup")) != key
+    assert cache_key(make_teacher(0, "bf16"), ds, 2, 0, MixSpec()) != key
     with torch.no_grad():
         teacher.model.classifier[3].bias.add_(0.1)
-    _, path3, fresh3 = load_or_compute(teacher, ds, tmp_path, views=2)
-    assert fresh3 and path3 != path  # new weights: recomputed
+    assert cache_key(teacher, ds, 2, 0, MixSpec()) != key  # new weights
     next((fresh_demo / "train" / "Glass").glob("*.jpg")).unlink()
     _, ds_less = train_set(fresh_demo)
-    _, path4, fresh4 = load_or_compute(teacher, ds_less, tmp_path, views=2)
-    assert fresh4 and path4 not in (path, path3)  # new image list: recomputed
+    assert cache_key(make_teacher(0), ds_less, 2, 0, MixSpec()) != key  # new image list
 
 
-def test_topk_mode_keeps_top_logits(demo_root):
+def test_mixup_and_cutmix_views_by_hand(demo_root):
+    _, ds = train_set(demo_root)
+    n = len(ds)
+    mixup = draw_views(n, 4, ds.size, seed=1, mix=MixSpec("mixup", alpha=1.0))
+    assert (mixup.partners >= 0).all() and (mixup.partners != torch.arange(n)[:, None]).all()
+    assert (mixup.boxes == 0).all() and ((mixup.weights > 0) & (mixup.weights < 1)).all()
+    i, k = 3, 2
+    own, other = ds.view(i, int(mixup.seeds[i, k])), ds.view(int(mixup.partners[i, k]), int(mixup.partner_seeds[i, k]))
+    w = float(mixup.weights[i, k])
+    assert torch.equal(render_view(ds, mixup, i, k), (w * own.float() + (1 - w) * other.float()).round().byte())
+
+    cutmix = draw_views(n, 4, ds.size, seed=2, mix=MixSpec("cutmix", alpha=1.0))
+    i, k = next((i, k) for i in range(n) for k in range(4)
+                if 0 < cutmix.boxes[i, k, 2] - cutmix.boxes[i, k, 0] < ds.size)
+    x0, y0, x1, y1 = (int(v) for v in cutmix.boxes[i, k])
+    assert float(cutmix.weights[i, k]) == pytest.approx(1 - (x1 - x0) * (y1 - y0) / ds.size**2, abs=1e-6)
+    view = render_view(ds, cutmix, i, k)
+    own, other = ds.view(i, int(cutmix.seeds[i, k])), ds.view(int(cutmix.partners[i, k]), int(cutmix.partner_seeds[i, k]))
+    inside = torch.zeros(ds.size, ds.size, dtype=torch.bool)
+    inside[y0:y1, x0:x1] = True
+    assert torch.equal(view[:, inside], other[:, inside]) and torch.equal(view[:, ~inside], own[:, ~inside])
+
+    half = draw_views(n, 200, ds.size, seed=3, mix=MixSpec("both", prob=0.5))
+    share = (half.partners >= 0).float().mean().item()
+    assert 0.4 < share < 0.6  # mix_prob of the views are mixed
+    cut_share = (half.boxes.sum(-1) > 0)[half.partners >= 0].float().mean().item()
+    assert 0.35 < cut_share < 0.65  # "both": mixup and CutMix about equally often
+    assert torch.equal(draw_views(n, 4, ds.size, 1, MixSpec("mixup")).weights, mixup.weights)  # seeded
+
+
+def test_teacher_sees_the_mixed_view_and_the_batch_carries_both_labels(demo_root, tmp_path):
     _, ds = train_set(demo_root)
     teacher = make_teacher()
-    full = compute_teacher_outputs(teacher, ds, views=1, seed=0)
-    top = compute_teacher_outputs(teacher, ds, views=1, seed=0, topk=3)
-    assert top.logits is None and top.topk_values.shape[-1] == 3
-    a, b = full.view_logits(2, 0), top.view_logits(2, 0)
-    best = a.topk(3).indices
-    assert torch.equal(a[best], b[best]) and torch.equal(a.argmax(), b.argmax())
+    cache = filled(teacher, ds, tmp_path, views=2, mix=MixSpec("both"), size=24)
+    replay = cache.dataset()
+    record = replay.record
+    for i, k in [(0, 0), (6, 1)]:
+        view = render_view(ds, record, i, k)
+        assert torch.allclose(teacher(view[None])[0], torch.from_numpy(replay.logits[i, k]), atol=1e-5)
+        assert torch.equal(torch.from_numpy(replay.rendered[i, k]), resize_uint8(view[None], 24)[0])
+    item = replay[4]
+    assert set(item) == {"image", "label", "index", "teacher_logits", "partner_label", "mix_weight"}
+    partners = {int(record.partners[4, k]) for k in range(2)}
+    assert item["partner_label"] in {ds.samples[p].label for p in partners}
+
+
+def test_mixed_label_loss_by_hand():
+    module = DistillModule(3, student="nano", input_size=32, label_loss=Focal(gamma=0.0, alpha="none"))
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    labels, partners, w = torch.tensor([0, 1]), torch.tensor([2, 0]), torch.tensor([0.7, 0.4])
+    log_p = logits.log_softmax(1)
+    by_hand = -(w * log_p[[0, 1], labels] + (1 - w) * log_p[[0, 1], partners]).mean()
+    assert module.combine(logits, labels, None, partners, w)["loss"].item() == pytest.approx(by_hand.item(), rel=1e-6)
+
+
+def test_fill_with_loader_workers_gives_the_same_outputs(demo_root, tmp_path):
+    _, ds = train_set(demo_root)
+    teacher = make_teacher()
+    serial = filled(teacher, ds, tmp_path / "a", views=2, batch_size=7)
+    parallel = filled(teacher, ds, tmp_path / "b", views=2, batch_size=7, num_workers=2)
+    assert np.allclose(np.load(serial.logits_file), np.load(parallel.logits_file), atol=1e-6)
+    assert np.array_equal(np.load(serial.views_file), np.load(parallel.views_file))
+
+
+def test_stopped_fill_resumes_without_redoing_work(demo_root, tmp_path, monkeypatch):
+    _, ds = train_set(demo_root)
+    teacher = make_teacher()
+    whole = filled(teacher, ds, tmp_path / "whole", views=3, batch_size=8)
+    import distill.teacher_cache as tc
+
+    cache = ViewCache(teacher, ds, tmp_path / "stopped", 3, num_classes=9, student_size=24)
+    cache.create()
+    calls = []
+    real_fill = tc.fill
+
+    def stop_after_two_batches(dataset, record, arrays, progress, step, desc, batch_size=64, num_workers=0,
+                               save_every=4096):
+        def counting(images):
+            calls.append(len(images))
+            if len(calls) > 2:
+                raise KeyboardInterrupt
+            return step(images)
+        return real_fill(dataset, record, arrays, progress, counting, desc, batch_size, num_workers, save_every=1)
+
+    monkeypatch.setattr(tc, "fill", stop_after_two_batches)
+    with pytest.raises(KeyboardInterrupt):
+        cache.fill_share(batch_size=8)
+    assert not cache.complete()
+    monkeypatch.setattr(tc, "fill", real_fill)
+    seen = []
+    teacher_call = teacher.__class__.__call__
+    monkeypatch.setattr(teacher.__class__, "__call__", lambda self, x: seen.append(len(x)) or teacher_call(self, x))
+    cache.fill_share(batch_size=8)
+    assert cache.complete() and sum(seen) == len(ds) * 3 - 16  # the two finished batches were not redone
+    assert np.allclose(np.load(cache.logits_file), np.load(whole.logits_file), atol=1e-6)
+    assert np.array_equal(np.load(cache.views_file), np.load(whole.views_file))
+
+
+def test_shares_of_several_processes_make_one_cache(demo_root, tmp_path):
+    _, ds = train_set(demo_root)
+    teacher = make_teacher()
+    whole = filled(teacher, ds, tmp_path / "one", views=2)
+    cache = ViewCache(teacher, ds, tmp_path / "two", 2, num_classes=9, student_size=24)
+    cache.create()
+    cache.fill_share(rank=1, world_size=2)
+    assert not cache.complete()
+    cache.fill_share(rank=0, world_size=2)
+    assert cache.complete()
+    assert np.allclose(np.load(cache.logits_file), np.load(whole.logits_file), atol=1e-6)
 
 
 def test_fit_with_cache_reads_logits_from_batches(demo_root, tmp_path):
     L.seed_everything(0)
     dm = WasteDataModule(str(demo_root), image_size=48, batch_size=16, augment="light")
-    module = DistillModule(9, student="nano", input_size=32, teacher=make_teacher().model)
+    module = DistillModule(9, student="nano", input_size=32, teacher=make_teacher().model, distill_weight=1.0)
     seen = []
 
     class Spy(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen.append(batch["teacher_logits"].shape)
+            seen.append((batch["teacher_logits"].shape, batch["mix_weight"].shape))
 
-    cache = TeacherCache(views=2, cache_dir=str(tmp_path / "cache"))
+    cache = TeacherCache(views=2, mix="cutmix", cache_dir=str(tmp_path / "cache"))
     trainer = L.Trainer(max_epochs=1, callbacks=[cache, Spy()], logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, default_root_dir=tmp_path)
     trainer.fit(module, dm)
-    assert cache.path.exists() and module.teacher is None  # trained from the cache alone
-    assert isinstance(dm.train_set, CachedViews) and seen and all(s[1] == 9 for s in seen)
+    assert cache.cache.complete() and module.teacher is None  # trained from the cache alone
+    assert isinstance(dm.train_set, CachedViews) and seen and all(s[0][1] == 9 for s in seen)
     assert module.best_val_f1 is not None
+    with pytest.raises(ValueError, match="mix_prob"):
+        TeacherCache(mix="mixup", mix_prob=2)
+    with pytest.raises(ValueError, match="teacher_cache.mix='blend'"):
+        TeacherCache(mix="blend")
 
 
-def test_fill_with_loader_workers_gives_the_same_outputs(demo_root):
-    _, ds = train_set(demo_root)
-    teacher = make_teacher()
-    serial = compute_teacher_outputs(teacher, ds, views=2, seed=5, batch_size=7)
-    parallel = compute_teacher_outputs(teacher, ds, views=2, seed=5, batch_size=7, num_workers=2)
-    assert torch.equal(serial.seeds, parallel.seeds)
-    assert torch.allclose(serial.logits, parallel.logits, atol=1e-6)
-
-
-def test_rendered_views_are_the_replayed_views_at_student_size(demo_root):
-    _, ds = train_set(demo_root)
-    outputs = compute_teacher_outputs(make_teacher(), ds, views=2, seed=3)
-    rendered = render_views(ds, outputs.seeds, size=24, batch_size=5, num_workers=2)
-    assert rendered.shape == (len(ds), 2, 3, 24, 24) and rendered.dtype == torch.uint8
-    for i, k in [(0, 0), (7, 1)]:
-        replayed = ds.view(i, int(outputs.seeds[i, k]))
-        assert torch.equal(rendered[i, k], resize_uint8(replayed[None], 24)[0])
-    item = CachedViews(ds, outputs, rendered)[7]
-    k = next(k for k in range(2) if torch.equal(outputs.logits[7, k], item["teacher_logits"]))
-    assert torch.equal(item["image"], rendered[7, k])  # the batch carries the rendered view and its own logits
-
-
-def test_bf16_teacher_outputs_have_their_own_cache_key(fresh_demo, tmp_path):
+def test_bf16_teacher_outputs_have_their_own_cache(fresh_demo, tmp_path):
     _, ds = train_set(fresh_demo)
     teacher, teacher16 = make_teacher(), make_teacher(precision="bf16")
-    fp32, path32, _ = load_or_compute(teacher, ds, tmp_path, views=2)
-    bf16, path16, fresh = load_or_compute(teacher16, ds, tmp_path, views=2)
-    assert fresh and path16 != path32  # never a reuse of outputs computed in another precision
-    assert bf16.logits.dtype == torch.float32 and not torch.equal(bf16.logits, fp32.logits)
-    scale = fp32.logits.abs().max()
-    assert (bf16.logits - fp32.logits).abs().max() < 0.05 * scale  # bfloat16 rounding, not another model
-    assert torch.equal(bf16.seeds, fp32.seeds)  # the same recorded views
-    images = torch.stack([ds.view(i, int(bf16.seeds[i, 1])) for i in (0, 3)])
-    assert torch.allclose(teacher16(images), bf16.logits[[0, 3], 1], atol=1e-5)  # = an online bf16 teacher
+    fp32, bf16 = filled(teacher, ds, tmp_path, views=2), filled(teacher16, ds, tmp_path, views=2)
+    assert fp32.logits_file != bf16.logits_file  # never a reuse of outputs computed in another precision
+    a, b = np.load(fp32.logits_file), np.load(bf16.logits_file)
+    assert b.dtype == np.float32 and not np.array_equal(a, b)
+    assert np.abs(b - a).max() < 0.05 * np.abs(a).max()  # bfloat16 rounding, not another model
+    record = bf16.record()
+    assert torch.equal(record.seeds, fp32.record().seeds)  # the same recorded views
+    images = torch.stack([render_view(ds, record, i, 1) for i in (0, 3)])
+    assert torch.allclose(teacher16(images), torch.from_numpy(b[[0, 3], 1]), atol=1e-5)  # = an online bf16 teacher
