@@ -1,15 +1,13 @@
-"""Shared helpers of the benchmark scripts."""
+"""Shared helpers of the benchmark scripts: the data to run on, the machine it ran on, the result file."""
 from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 
-import torch
-
-RESULTS = Path(__file__).resolve().parent / "results"
-TRASHNET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trashnet"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+TRASHNET = REPO.parent / "shared" / "data" / "trashnet"
 
 
 def data_root(arg: str | None) -> Path:
@@ -26,9 +24,16 @@ def data_root(arg: str | None) -> Path:
     return root
 
 
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+def relative(path: str | Path) -> str:
+    """``path`` relative to the repository (results never record this machine's absolute paths)."""
+    return os.path.relpath(Path(path).resolve(), REPO)
+
+
+def machine(precision: str | None = None) -> dict:
+    """CPU model and flags (or GPU), cores, torch threads, precision: recorded beside every figure."""
+    from distill.precision import machine_info
+
+    return machine_info(precision)
 
 
 def write_result(name: str, data: dict) -> Path:

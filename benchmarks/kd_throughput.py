@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lightning as L  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
-from common import data_root, machine, write_result  # noqa: E402
+from common import data_root, machine, relative, write_result  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import DistillModule  # noqa: E402
 from distill.teacher import TeacherSpec  # noqa: E402
@@ -74,8 +74,8 @@ def main() -> None:
         student = measure(dm, None, False, args.steps, tmp)
         online = measure(dm, teacher, False, args.steps, tmp)
         cached = measure(dm, teacher, True, args.steps, tmp)
-    result = {"data": str(root), "batch_size": args.batch_size, "steps": args.steps, "student": "tiny (64 px)",
-              "teacher": "efficientnet_lite0 (224 px)", "machine": machine(),
+    result = {"data": relative(root), "batch_size": args.batch_size, "steps": args.steps, "student": "tiny (64 px)",
+              "teacher": "efficientnet_lite0 (224 px)", "machine": machine("teacher: auto"),
               "images_per_s": {"student_only": student, "kd_online": online, "kd_cached": cached},
               "cached_vs_online": cached / online, "cached_vs_student": cached / student,
               "command": "python benchmarks/kd_throughput.py " + " ".join(sys.argv[1:])}

@@ -1,7 +1,6 @@
 """Batch-1 CPU latency (median of many runs) of the student with and without BN folding,
 MobileNetV3-Small at 224, the EfficientNet-Lite0 teacher at 224; then the student (BN-folded) and
-MobileNetV3-Small side by side in the same deployment runtimes: frozen TorchScript (what
-``distill.export`` writes) and ONNX Runtime if installed.
+MobileNetV3-Small side by side in the deployment runtime, ONNX Runtime (what ``distill export`` writes).
 
     python benchmarks/latency.py [--student tiny] [--threads 1] [--runs 200]
 
@@ -23,6 +22,7 @@ import torchvision  # noqa: E402
 
 from common import machine, write_result  # noqa: E402
 from distill.complexity import count_macs  # noqa: E402
+from distill.export import to_onnx  # noqa: E402
 from models import create_model, fuse_bn  # noqa: E402
 
 
@@ -44,21 +44,13 @@ def torch_latency(model: torch.nn.Module, size: int, runs: int) -> float:
         return median_ms(lambda: model(x), runs)
 
 
-def torchscript_latency(model: torch.nn.Module, size: int, runs: int) -> float:
-    x = torch.randn(1, 3, size, size)
-    with torch.inference_mode():
-        frozen = torch.jit.freeze(torch.jit.trace(model.eval(), x))
-        return median_ms(lambda: frozen(x), runs)
-
-
 def onnx_latency(model: torch.nn.Module, size: int, runs: int, threads: int) -> float | None:
     try:
         import onnxruntime as ort
     except ImportError:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "student.onnx"
-        torch.onnx.export(model.eval(), torch.randn(1, 3, size, size), path, opset_version=17, dynamo=False)
+        path = to_onnx(model.eval(), Path(tmp) / "model.onnx", torch.randn(2, 3, size, size))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -84,8 +76,6 @@ def main() -> None:
         "student_fused": torch_latency(fused, size, args.runs),
         "mobilenet_v3_small_224": torch_latency(mnv3, 224, args.runs),
         "efficientnet_lite0_224": torch_latency(teacher, 224, max(20, args.runs // 4)),
-        "student_fused_torchscript": torchscript_latency(fused, size, args.runs),
-        "mobilenet_v3_small_224_torchscript": torchscript_latency(mnv3, 224, args.runs),
         "student_fused_onnxruntime": onnx_latency(fused, size, args.runs, args.threads),
         "mobilenet_v3_small_224_onnxruntime": onnx_latency(mnv3, 224, args.runs, args.threads),
     }
@@ -95,8 +85,7 @@ def main() -> None:
         print(f"{name:<36}" + ("not installed" if value is None else f"{value:8.3f} ms") +
               (f"   {macs[name]:>13,} MACs" if name in macs else ""))
     ratio = ms["student"] / ms["mobilenet_v3_small_224"]
-    same_runtime = {"eager": ratio, "eager_student_fused": ms["student_fused"] / ms["mobilenet_v3_small_224"],
-                    "torchscript": ms["student_fused_torchscript"] / ms["mobilenet_v3_small_224_torchscript"]}
+    same_runtime = {"eager": ratio, "eager_student_fused": ms["student_fused"] / ms["mobilenet_v3_small_224"]}
     if ms["student_fused_onnxruntime"] is not None:
         same_runtime["onnxruntime"] = ms["student_fused_onnxruntime"] / ms["mobilenet_v3_small_224_onnxruntime"]
     print(f"student / MobileNetV3-Small@224 = {ratio:.3f} (target <= 0.1)")
@@ -105,7 +94,7 @@ def main() -> None:
     write_result("latency", {"student": f"{args.student} ({size} px)", "threads": args.threads, "runs": args.runs,
                              "median_ms": ms, "macs_fvcore": macs, "student_vs_mobilenet_v3_small": ratio,
                              "student_vs_mobilenet_v3_small_same_runtime": same_runtime,
-                             "machine": machine(),
+                             "machine": machine("32"),
                              "command": "python benchmarks/latency.py " + " ".join(sys.argv[1:])})
 
 

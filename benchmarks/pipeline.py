@@ -14,15 +14,15 @@ Writes benchmarks/results/pipeline.json (total_seconds, student_f1_cached, stude
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import data_root, machine, write_result  # noqa: E402
+from common import data_root, machine, relative, write_result  # noqa: E402
 from distill.pipeline import Recipe, merge, run_fit, run_predict  # noqa: E402
+from distill.teacher_cache import ViewCache  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +44,7 @@ def main() -> None:
     cache_dir = args.out / "teacher_cache"
     with_cache = merge(common, {"teacher_cache": {"cache_dir": str(cache_dir)}})
     cached = [run_fit(recipe.configs("student"), args.out / f"student_kd/seed_{s}", with_cache, s) for s in args.seeds]
-    fills = [json.loads(p.read_text()) for p in sorted(cache_dir.glob("teacher_*.logits.progress*.json"))]
-    fill_seconds = max((f["seconds"] for f in fills), default=0.0)
+    fill_seconds = max((ViewCache.progress_seconds(p) for p in cache_dir.glob("*.logits.npy")), default=0.0)
     compared = cached
     short, tag = {}, ""
     if args.compare_epochs:
@@ -70,7 +69,7 @@ def main() -> None:
               "student_kd_cached": kd_first_without_fill, "predict": predict_seconds or 0.0}
     total = sum(stages.values())
     result = {
-        "data": root, "machine": machine(), "stages_seconds": stages, "total_seconds": total,
+        "data": relative(root), "machine": machine("auto"), "stages_seconds": stages, "total_seconds": total,
         "student_kd_cached_seconds_per_seed": [kd_first_without_fill] + kd_seconds[1:],
         "student_kd_online_seconds_per_seed": [r.seconds for r in uncached],
         "compare_epochs": args.compare_epochs,

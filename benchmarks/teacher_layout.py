@@ -1,10 +1,11 @@
-"""EfficientNet-Lite0 at 224 on this CPU: images/s of inference and of training steps in the default
-(NCHW) layout vs channels-last (what the library uses), plus bf16 autocast (inference: ``teacher_precision:
-bf16``; training: ``trainer.precision: bf16-mixed``); side by side.
+"""EfficientNet-Lite0 teacher at 224 px, batch 32, on this machine's CPU, side by side: the default
+(NCHW) layout vs channels-last (what the library uses), and float32 vs bf16 autocast vs ``auto`` (what
+``distill.precision`` picks here), for inference (teacher forwards, cache fill) and training steps
+(teacher fine-tune).
 
     python benchmarks/teacher_layout.py [--batch 32]
 
-Writes benchmarks/results/teacher_layout.json (channels_last_vs_default_inference, ..._training).
+Writes benchmarks/results/teacher_layout.json; ``auto_is_fastest`` says whether auto picked the faster.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from common import machine, write_result  # noqa: E402
+from distill.precision import choose  # noqa: E402
 from models import create_model  # noqa: E402
 
 
@@ -57,22 +59,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
+    choice = choose("cpu")
     default = measure(torch.contiguous_format, args.batch)
-    last = measure(torch.channels_last, args.batch)
+    fp32 = measure(torch.channels_last, args.batch)
     bf16 = measure(torch.channels_last, args.batch, bf16=True)
-    result = {"batch": args.batch, "machine": machine(),
-              "images_per_s": {"inference_default": default[0], "inference_channels_last": last[0],
-                               "inference_channels_last_bf16": bf16[0], "training_default": default[1],
-                               "training_channels_last": last[1], "training_channels_last_bf16": bf16[1]},
-              "channels_last_vs_default_inference": last[0] / default[0],
-              "channels_last_vs_default_training": last[1] / default[1],
-              "bf16_vs_fp32_channels_last_inference": bf16[0] / last[0],
-              "bf16_vs_fp32_channels_last_training": bf16[1] / last[1],
+    auto = measure(torch.channels_last, args.batch, bf16=choice.teacher == "bf16")
+    rates = {"inference_default_fp32": default[0], "inference_fp32": fp32[0], "inference_bf16": bf16[0],
+             "inference_auto": auto[0], "training_default_fp32": default[1], "training_fp32": fp32[1],
+             "training_bf16": bf16[1], "training_auto": auto[1]}
+    faster = "bf16" if bf16[0] > fp32[0] else "32"
+    result = {"batch": args.batch, "machine": machine("fp32, bf16 and auto side by side"),
+              "auto_choice": {"teacher": choice.teacher, "trainer": choice.trainer, "reason": choice.reason},
+              "images_per_s": rates,
+              "channels_last_vs_default_inference": fp32[0] / default[0],
+              "channels_last_vs_default_training": fp32[1] / default[1],
+              "bf16_vs_fp32_inference": bf16[0] / fp32[0], "bf16_vs_fp32_training": bf16[1] / fp32[1],
+              "faster_inference_precision": faster, "auto_is_fastest": choice.teacher == faster,
               "command": "python benchmarks/teacher_layout.py " + " ".join(sys.argv[1:])}
-    for key, value in result["images_per_s"].items():
-        print(f"{key:<30}{value:8.1f} img/s")
-    print(f"channels-last / default: inference {last[0] / default[0]:.2f}x, training {last[1] / default[1]:.2f}x; "
-          f"bf16 / fp32 inference {bf16[0] / last[0]:.2f}x, training {bf16[1] / last[1]:.2f}x")
+    for key, value in rates.items():
+        print(f"{key:<26}{value:8.1f} img/s")
+    print(f"channels-last / default: inference {fp32[0] / default[0]:.2f}x, training {fp32[1] / default[1]:.2f}x")
+    print(f"bf16 / fp32: inference {bf16[0] / fp32[0]:.2f}x, training {bf16[1] / fp32[1]:.2f}x")
+    print(f"auto = {choice.teacher} ({choice.reason}); faster here: {faster}; auto is the faster: "
+          f"{result['auto_is_fastest']}")
     write_result("teacher_layout", result)
 
 

@@ -1,13 +1,15 @@
-"""``StudentComplexity``: the trained network's params, MACs (both counters), rules verdict and the
-competition score estimate, printed when fitting starts and logged after every validation."""
+"""Callbacks of every run: ``StudentComplexity`` (params, MACs of both counters, rules verdict and the
+score estimate, printed when fitting starts and logged after every validation) and ``TimeEstimate``
+(a short measured probe at the start of training and the time the whole fit will take)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from distill.console import say
+from distill.console import duration, say
 
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 
@@ -47,3 +49,38 @@ class StudentComplexity(Callback):
         trainer.callback_metrics["val/score"] = torch.tensor(score)
         if trainer.logger is not None:
             trainer.logger.log_metrics({"val/score": score}, step=trainer.global_step)
+
+
+class TimeEstimate(Callback):
+    """Time ``probe_batches`` training batches (after one warm-up batch) and print how long the fit will take.
+
+    Args:
+        probe_batches: batches timed at the start of the first epoch trained (0 = off).
+    """
+
+    def __init__(self, probe_batches: int = 10):
+        if probe_batches < 0:
+            raise ValueError(f"time_estimate.probe_batches must be >= 0, got {probe_batches}")
+        self.probe_batches = probe_batches
+        self.start: float | None = None
+        self.estimate_seconds: float | None = None
+        self.first_epoch: int | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.first_epoch is None:
+            self.first_epoch = trainer.current_epoch
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.current_epoch == self.first_epoch and batch_idx == 1:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.start is None or self.estimate_seconds is not None or batch_idx != self.probe_batches:
+            return
+        per_batch = (time.perf_counter() - self.start) / self.probe_batches
+        per_epoch = per_batch * trainer.num_training_batches
+        epochs = (trainer.max_epochs or 1) - trainer.current_epoch
+        self.estimate_seconds = per_epoch * epochs
+        say(f"[estimate] {per_batch * 1000:.0f} ms per batch: {duration(per_epoch)} per epoch, about "
+            f"{duration(self.estimate_seconds)} for the {epochs} epoch(s) left (validation not included)")

@@ -16,10 +16,13 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from torch.cuda import is_available as cuda_available  # noqa: E402
 
-from distill.callbacks import StudentComplexity  # noqa: E402
+from distill.callbacks import StudentComplexity, TimeEstimate  # noqa: E402
+from distill.console import say  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import Classifier  # noqa: E402
+from distill.precision import choose  # noqa: E402
 from distill.console import quiet_third_party  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
 from distill.teacher_cache import TeacherCache  # noqa: E402
@@ -27,6 +30,9 @@ from distill.teacher_cache import TeacherCache  # noqa: E402
 
 class DistillCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
+                            help="training precision when trainer.precision is not set: auto = bf16-mixed where "
+                                 "this machine runs bf16 fast (see distill.precision), else 32-true")
         parser.set_defaults({"model": {"class_path": "distill.module.DistillModule"}})
         for key in ("num_classes", "class_counts", "class_names"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
@@ -39,9 +45,20 @@ class DistillCLI(LightningCLI):
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(TeacherCache, "teacher_cache")
         parser.add_lightning_class_args(StudentComplexity, "complexity")
+        parser.add_lightning_class_args(TimeEstimate, "time_estimate")
         parser.add_lightning_class_args(SubmissionWriter, "submission")
         parser.link_arguments("complexity.f1_base", "submission.f1_base")
         parser.link_arguments("complexity.macs_base", "submission.macs_base")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.get("precision") is None:
+            accelerator = str(config.trainer.get("accelerator") or "auto")
+            device = "cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and cuda_available()) else "cpu"
+            choice = choose(device)
+            config.trainer.precision = {"auto": choice.trainer, "32": "32-true", "bf16": "bf16-mixed"}[config.precision]
+            if config.precision == "auto":
+                say(f"precision auto: {config.trainer.precision} ({choice.reason})")
 
 
 def build_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True,

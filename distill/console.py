@@ -38,3 +38,10 @@ def quiet_third_party() -> None:
 def say(message: str) -> None:
     """One line of the library's own progress, from the first process only."""
     print(message, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``7.5 min`` or ``2.3 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from distill.precision import resolve
 from distill.preprocess import channels_last, model_input
 from models import NAMED_MODELS, create_model
 
-PRECISIONS = ("32", "bf16")
+PRECISIONS = ("32", "bf16", "auto")
 
 
 def check_precision(precision: str, option: str = "teacher.precision") -> None:
@@ -23,14 +24,15 @@ class TeacherSpec:
         name: ``efficientnet_lite0`` or a torchvision classifier name.
         weights: the fine-tuned teacher's weights file (``model.pt`` of the pipeline, or a ``.ckpt``).
         input_size: its input size (default: the model's own).
-        precision: ``32``, or ``bf16`` for bfloat16 autocast (fast only on CPUs with AVX512-BF16/AMX and
-            recent GPUs); logits are always float32.
+        precision: ``auto`` (bf16 where this machine runs it fast, see ``distill.precision``), ``32``, or
+            ``bf16`` (bfloat16 autocast; several times slower than float32 on CPUs without AVX512-BF16/AMX);
+            logits are always float32.
     """
 
     name: str = "efficientnet_lite0"
     weights: str | None = None
     input_size: int | None = None
-    precision: str = "32"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -46,7 +48,7 @@ class FrozenTeacher:
     """A teacher model in eval mode with no gradients; call it on a uint8 batch for float32 logits.
 
     Deliberately not an ``nn.Module``: it stays out of the student's module tree, optimiser, DDP wrapper
-    and checkpoints."""
+    and checkpoints. ``precision="auto"`` is resolved for the device the model is on."""
 
     def __init__(self, model: nn.Module, precision: str = "32"):
         if not hasattr(model, "preprocess"):
@@ -55,7 +57,16 @@ class FrozenTeacher:
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = channels_last(model.eval())
-        self.precision = precision
+        self.requested_precision = precision
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def precision(self) -> str:
+        """The precision its forward passes run in on its current device (``32`` or ``bf16``)."""
+        return resolve(self.requested_precision, self.device.type)
 
     @property
     def preprocess(self):

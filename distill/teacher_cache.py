@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from distill.checkpoint import atomic_write, atomic_write_text
-from distill.console import say
+from distill.console import duration, say
 from distill.data import ImageDataset
 from distill.preprocess import resize_uint8
 from distill.teacher import FrozenTeacher
@@ -216,6 +216,7 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
                       num_workers=num_workers)
     views = record.views
     start, since_save = time.time() - progress.seconds, 0
+    probe_start, probed = time.time(), 0
     with tqdm(total=progress.stop - progress.start, initial=progress.done - progress.start, desc=desc,
               unit="view", dynamic_ncols=True) as bar:
         for images, job in jobs:
@@ -224,6 +225,12 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
                 arrays[name][i, k] = values.numpy()
             since_save += len(job)
             bar.update(len(job))
+            probed += len(job)
+            if probed >= 4 * batch_size and probe_start is not None:  # a short measured probe, then the estimate
+                rate = probed / (time.time() - probe_start)
+                say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration((progress.stop - int(job[-1]) - 1) / rate)}"
+                    " left")
+                probe_start = None
             if since_save >= save_every or int(job[-1]) + 1 == progress.stop:
                 for array in arrays.values():
                     array.flush()
@@ -312,7 +319,12 @@ class ViewCache:
 
     def fill_seconds(self) -> float:
         """Wall time the teacher fill took (the slowest process, when several filled it)."""
-        files = self.logits_file.parent.glob(f"{self.logits_file.stem}.progress*.json")
+        return self.progress_seconds(self.logits_file)
+
+    @staticmethod
+    def progress_seconds(array: Path) -> float:
+        """Seconds recorded by the progress files of ``array`` (the slowest process)."""
+        files = array.parent.glob(f"{array.stem}.progress*.json")
         return max((json.loads(p.read_text())["seconds"] for p in files), default=0.0)
 
     def dataset(self) -> "CachedViews":

@@ -26,10 +26,10 @@ def test_export_outputs_match_and_bn_folding_reduces_macs(tmp_path, demo_root):
     assert report.macs_fvcore_after < report.macs_fvcore_before
     assert report.rule_violations_after == []
     assert report.fused_max_abs_diff < 1e-4
-    assert report.torchscript_max_abs_diff < 1e-4 and report.onnx_max_abs_diff < 1e-4
+    assert report.onnx_max_abs_diff < 1e-4
     assert report.same_predictions
     saved = json.loads((tmp_path / "export.json").read_text())
-    assert saved["onnx_opset"] == 17 and (tmp_path / "student.onnx").exists() and (tmp_path / "student.ts").exists()
+    assert saved["onnx_opset"] == 18 and (tmp_path / "student.onnx").exists()
 
 
 def test_saved_model_roundtrip(tmp_path):
