@@ -2,19 +2,19 @@
 
     distill fit --config recipes/base/student.yaml --config recipes/trashnet/student.yaml
     distill pipeline --demo runs/demo
-    distill search | export | report | complexity | demo ...   (each with --help)
+    distill search | export | prune | report | complexity | demo ...   (each with --help)
 """
 from __future__ import annotations
 
 import sys
 from typing import Callable
 
-from distill import competition, demo, export, pipeline, report, search
+from distill import competition, demo, export, pipeline, prune, report, search
 from distill.cli import build_cli
 
 COMMANDS: dict[str, Callable[[list[str] | None], None]] = {
     "pipeline": pipeline.main, "search": search.main, "export": export.main, "report": report.main,
-    "complexity": competition.main, "demo": demo.main,
+    "complexity": competition.main, "demo": demo.main, "prune": prune.main,
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 

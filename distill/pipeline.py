@@ -22,19 +22,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from distill.checkpoint import atomic_write_text, load_trained, save_trained
 from distill.console import say
+from distill.precision import machine_info
 
 STAGES = ("teacher", "student")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A folder with ``teacher.yaml`` and ``student.yaml``, composed on top of the shipped ``base`` recipe."""
+    """A folder with ``teacher.yaml`` and ``student.yaml``, composed on top of the shipped ``base`` recipe.
+
+    A ``recipe.yaml`` with ``extends: <recipe>`` composes on top of that recipe instead; then the folder's
+    own ``teacher.yaml`` / ``student.yaml`` are optional (e.g. a recipe that only adds ``prune.yaml``)."""
 
     folder: Path
+    parent: "Recipe | None" = None
 
     @staticmethod
     def shipped() -> Path:
@@ -42,21 +48,41 @@ class Recipe:
 
     @classmethod
     def find(cls, name_or_path: str | Path) -> "Recipe":
-        """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``)."""
+        """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``...)."""
         path = Path(name_or_path)
         folder = path if path.is_dir() else cls.shipped() / str(name_or_path)
         if not folder.is_dir():
             names = sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
             raise FileNotFoundError(f"recipe {name_or_path!r}: no such folder, and no shipped recipe of that name "
                                     f"(shipped: {names})")
-        for stage in STAGES:
-            if not (folder / f"{stage}.yaml").is_file():
-                raise FileNotFoundError(f"recipe {folder}: {stage}.yaml not found")
-        return cls(folder)
+        meta_file = folder / "recipe.yaml"
+        meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
+        parent = cls.find(meta["extends"]) if meta.get("extends") else None
+        if parent is None:
+            for stage in STAGES:
+                if not (folder / f"{stage}.yaml").is_file():
+                    raise FileNotFoundError(f"recipe {folder}: {stage}.yaml not found")
+        return cls(folder, parent)
 
     def configs(self, stage: str) -> list[Path]:
         """The config files of ``stage``, in the order they are composed."""
-        return [self.shipped() / "base" / f"{stage}.yaml", self.folder / f"{stage}.yaml"]
+        inherited = self.parent.configs(stage) if self.parent else [self.shipped() / "base" / f"{stage}.yaml"]
+        own = self.folder / f"{stage}.yaml"
+        return inherited + ([own] if own.is_file() else [])
+
+    def prune(self) -> dict[str, Any] | None:
+        """The recipe's ``prune.yaml`` (``macs``; ``train``: settings of the larger student trained first;
+        ``finetune``: settings of the fine-tune after pruning), or None."""
+        path = self.folder / "prune.yaml"
+        if not path.is_file():
+            return self.parent.prune() if self.parent else None
+        settings = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(settings.get("macs"), int) or settings["macs"] <= 0:
+            raise ValueError(f"{path}: needs macs: <MAC budget, a positive integer>")
+        unknown = set(settings) - {"macs", "tolerance", "train", "finetune"}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)} (macs, tolerance, train, finetune)")
+        return settings
 
     def data_root(self) -> str | None:
         roots = [yaml.safe_load(p.read_text()).get("data", {}).get("root") for p in self.configs("student")]
@@ -134,6 +160,19 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     return record
 
 
+def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02) -> dict[str, Any]:
+    """Prune the stage's model to ``macs`` (reused if ``path`` exists); returns the student settings of the
+    fine-tune: the pruned definition and its weights file."""
+    from distill.prune import prune_file
+
+    if path.is_file():
+        say(f"[pipeline] reusing pruned model {path}")
+    else:
+        prune_file(stage.model_file, macs, path, tolerance)
+    definition = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    return {"model": {"init_args": {"student": definition, "weights": str(path)}}}
+
+
 def run_predict(stage: StageRecord, out_dir: Path, predict_dir: Path | None, layout: str) -> Path | None:
     """``predict`` with the stage's own config and best checkpoint: ``submission.csv`` in ``out_dir``."""
     from distill.cli import build_cli
@@ -145,6 +184,19 @@ def run_predict(stage: StageRecord, out_dir: Path, predict_dir: Path | None, lay
     cli = build_cli(args, run=False, config_files=[stage.config])
     cli.trainer.predict(cli.model, cli.datamodule, ckpt_path=stage.checkpoint)
     return cli.config_init["submission"].written
+
+
+def student_stage(recipe: Recipe, out: Path, settings: dict[str, Any], seed: int) -> StageRecord:
+    """One KD student; with a ``prune.yaml``: a larger student trained, pruned to the budget, fine-tuned."""
+    prune = recipe.prune()
+    if prune is None:
+        return run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}", settings, seed)
+    large = run_fit(recipe.configs("student"), out / "student_large" / f"seed_{seed}",
+                    merge(settings, prune.get("train") or {}), seed)
+    pruned = run_prune(large, out / "student_pruned" / f"seed_{seed}" / "model.pt", prune["macs"],
+                       prune.get("tolerance", 0.02))
+    return run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}",
+                   merge(merge(settings, pruned), prune.get("finetune") or {}), seed)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -171,7 +223,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "model": {"init_args": {"teacher": {"weights": teacher.model_file}}},
         "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
     without_teacher = merge(student_settings, {"model": {"init_args": {"teacher": None}}})
-    kd = [run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{s}", with_teacher, s) for s in seeds]
+    kd = [student_stage(recipe, out, with_teacher, s) for s in seeds]
     ce = [run_fit(recipe.configs("student"), out / "student_ce" / f"seed_{s}", without_teacher, s)
           for s in seeds] if baseline else []
 
@@ -200,6 +252,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "seconds": {"teacher": teacher.seconds, "student_kd": [r.seconds for r in kd],
                     "student_ce": [r.seconds for r in ce], "predict": time.time() - t_predict,
                     "total_this_run": time.time() - t0},
+        "machine": machine_info(str((settings or {}).get("precision", "auto"))),
         "command": command,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))

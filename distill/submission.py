@@ -103,7 +103,8 @@ class SubmissionWriter(BasePredictionWriter):
         rows = submission_rows(names, preds, class_names)
         complexity = self.complexity
         out = free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
-        text = render_csv(rows) if self.layout == "csv" else render_competition(rows, complexity["macs_fvcore"])
+        # the competition layout carries the figure of the competition's own counter (fvcore's stays in report.json)
+        text = render_csv(rows) if self.layout == "csv" else render_competition(rows, complexity["macs_competition"])
         self.written = atomic_write_text(out / "submission.csv", text)
         val_f1 = pl_module.best_val_f1
         report = {

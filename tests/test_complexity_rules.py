@@ -77,11 +77,22 @@ def test_functional_arithmetic_is_caught():
     assert "40 conv/linear MACs are computed outside standard" in problems[0]  # 8*5 linear MACs
 
 
-def test_foreign_library_module_is_caught():
+def test_foreign_library_module_is_caught_torchvision_is_not():
     import torchvision
 
-    problems = check_rules(torchvision.models.mobilenet_v3_small(num_classes=3), 32)
-    assert any("from the model library 'torchvision'" in p for p in problems)
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    Block.__module__ = "timm.layers.fancy"
+    model = nn.Sequential(Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    problems = check_rules(model, 16)
+    assert len(problems) == 1 and "from the model library 'timm'" in problems[0]
+    assert check_rules(torchvision.models.mobilenet_v3_small(num_classes=3), 32) == []
 
 
 def test_forward_failure_is_reported():

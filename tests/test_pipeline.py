@@ -44,3 +44,32 @@ def test_recipes_and_settings(tmp_path):
     assert parse_setting("teacher_cache.enabled=false") == {"teacher_cache": {"enabled": False}}
     with pytest.raises(Exception, match="KEY=VALUE"):
         parse_setting("max_epochs")
+
+
+def test_recipe_extending_another_and_prune_settings(tmp_path):
+    folder = tmp_path / "pruned_demo"
+    folder.mkdir()
+    (folder / "recipe.yaml").write_text("extends: demo\n")
+    (folder / "prune.yaml").write_text("macs: 200000\ntrain: {model: {init_args: {student: micro}}}\n")
+    recipe = Recipe.find(folder)
+    assert [p.parent.name for p in recipe.configs("student")] == ["base", "demo"]
+    assert recipe.prune()["macs"] == 200000 and Recipe.find("demo").prune() is None
+    (folder / "prune.yaml").write_text("macs: lots\n")
+    with pytest.raises(ValueError, match="macs"):
+        recipe.prune()
+
+
+def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path):
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / "recipe.yaml").write_text("extends: demo\n")
+    (folder / "teacher.yaml").write_text("trainer: {max_epochs: 1}\n")
+    (folder / "prune.yaml").write_text("macs: 300000\ntrain: {model: {init_args: {student: micro}}}\n")
+    fast = {"trainer": {"max_epochs": 1, "enable_progress_bar": False}, "teacher_cache": {"views": 2}}
+    out = tmp_path / "out"
+    summary = run_pipeline(Recipe.find(folder), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                           settings=fast)
+    large = json.loads((out / "student_large" / "seed_0" / "stage.json").read_text())
+    assert large["input_size"] == 64 and (out / "student_pruned" / "seed_0" / "model.pt").is_file()
+    assert 0.98 * 300_000 <= summary["student_macs"] <= 300_000 and summary["student_rules_ok"]
+    assert summary["selected_student"].endswith("student_kd/seed_0/model.pt")

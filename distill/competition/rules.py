@@ -7,7 +7,9 @@
 2. conv/linear/matmul arithmetic that no standard module owns (functional calls such as
    ``F.conv2d``), found by comparing fvcore's trace-based count per operator with what hooks on
    standard ``nn.Conv*``/``nn.Linear`` modules see;
-3. modules defined in a foreign model library (timm, torchvision, ...);
+3. modules defined in a model library other than torch and torchvision (timm and the like: their layers
+   may escape a hook-based counter). torchvision models and their pretrained weights are allowed, and
+   so are modules of your own with pretrained weights copied in;
 4. a forward pass that fails at ``input_size``.
 
 Rules that no inspection of a module can prove (a single forward pass per image, no pseudo-labels
@@ -21,7 +23,7 @@ from torch import nn
 from distill.complexity import count_macs
 
 FOREIGN_MODEL_LIBRARIES = frozenset({
-    "timm", "torchvision", "efficientnet_pytorch", "efficientnet_lite_pytorch", "geffnet", "pretrainedmodels",
+    "timm", "efficientnet_pytorch", "efficientnet_lite_pytorch", "geffnet", "pretrainedmodels",
     "pytorchcv", "mmcv", "mmpretrain", "mmcls", "mmdet", "transformers", "segmentation_models_pytorch",
     "kornia", "onnx2torch", "keras", "tensorflow",
 })
@@ -66,7 +68,7 @@ def _foreign_violations(model: nn.Module) -> list[str]:
         root = type(module).__module__.split(".")[0]
         if root in FOREIGN_MODEL_LIBRARIES:
             out.append(f"{name or 'model'}: {type(module).__name__} comes from the model library '{root}'; "
-                       "students must be built from plain torch modules")
+                       "the competition allows torch and torchvision modules only")
     return out
 
 
