@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from common import machine, write_result  # noqa: E402
-from distill.export import onnx_session, to_onnx  # noqa: E402
+from distill.runtime import onnx_session, to_onnx  # noqa: E402
 from distill.precision import choose  # noqa: E402
 from distill.preprocess import channels_last  # noqa: E402
 from models import create_model  # noqa: E402

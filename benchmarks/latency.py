@@ -22,7 +22,7 @@ import torchvision  # noqa: E402
 
 from common import machine, write_result  # noqa: E402
 from distill.complexity import count_macs  # noqa: E402
-from distill.export import to_onnx  # noqa: E402
+from distill.runtime import to_onnx  # noqa: E402
 from models import create_model, fuse_bn  # noqa: E402
 
 

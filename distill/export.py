@@ -6,7 +6,6 @@ PyTorch student in ONNX Runtime (the fastest CPU runtime measured for it, ``benc
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,10 +18,8 @@ from distill.competition import check_rules, competition_macs
 from distill.complexity import count_macs
 from distill.data import read_layout
 from distill.preprocess import preprocess_files
+from distill.runtime import ONNX_OPSET, onnx_session, to_onnx
 from models import fuse_bn
-
-ONNX_OPSET = 18
-
 
 @dataclass
 class ExportReport:
@@ -51,25 +48,6 @@ def sample_inputs(model: nn.Module, data_root: str | None, base_size: int | None
     return preprocess_files(paths, base_size or size, model.preprocess)
 
 
-def to_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset: int = ONNX_OPSET) -> Path:
-    """Write ``model`` as ONNX (``torch.onnx.export(dynamo=True)``, a dynamic batch dimension), atomically.
-    ``example``: an input batch (two or more images: a batch of one would fix the batch size)."""
-    if len(example) < 2:
-        example = example.expand(2, *example.shape[1:]).contiguous()
-    name = next(iter(inspect.signature(model.forward).parameters))
-    dynamic = {name: {0: torch.export.Dim("batch")}}
-    return atomic_write(path, lambda tmp: torch.onnx.export(
-        model, (example,), tmp, dynamo=True, opset_version=opset, input_names=["image"], output_names=["logits"],
-        dynamic_shapes=dynamic, verbose=False, external_data=False))
-
-
-def onnx_session(path: str | Path):
-    """An ONNX Runtime CPU session for ``path``."""
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
 def export_student(model: nn.Module, out_dir: str | Path, inputs: torch.Tensor, atol: float = 1e-4,
                    onnx: bool = True) -> ExportReport:
     """Fold BN, export, compare outputs on ``inputs``; writes ``student_fused.pt``, ``student.onnx``, ``export.json``."""
@@ -93,7 +71,7 @@ def export_student(model: nn.Module, out_dir: str | Path, inputs: torch.Tensor, 
         try:
             session = onnx_session(to_onnx(fused, out / "student.onnx", inputs[:2]))
         except ImportError as err:
-            report.notes.append(f"{err.name} not installed (pip install -e '.[export]'): ONNX export skipped")
+            report.notes.append(f"{err.name} not installed: ONNX export skipped")
         else:
             onnx_out = torch.from_numpy(session.run(None, {"image": inputs.numpy()})[0])
             report.onnx, report.onnx_max_abs_diff = str(out / "student.onnx"), float((reference - onnx_out).abs().max())

@@ -226,3 +226,18 @@ def test_bf16_teacher_outputs_have_their_own_cache(fresh_demo, tmp_path):
     assert torch.equal(record.seeds, fp32.record().seeds)  # the same recorded views
     images = torch.stack([render_view(ds, record, i, 1) for i in (0, 3)])
     assert torch.allclose(teacher16(images), torch.from_numpy(b[[0, 3], 1]), atol=1e-5)  # = an online bf16 teacher
+
+
+def test_onnxruntime_fill_matches_eager_float32(demo_root, tmp_path):
+    pytest.importorskip("onnxruntime")
+    _, ds = train_set(demo_root)
+    teacher = make_teacher()
+    eager = filled(teacher, ds, tmp_path / "torch", views=2)
+    onnx = ViewCache(teacher, ds, tmp_path / "ort", 2, num_classes=9, student_size=24, backend="onnxruntime")
+    onnx.create()
+    onnx.fill_share(batch_size=16)
+    assert onnx.stem.name != eager.stem.name  # its own cache key
+    assert np.allclose(np.load(onnx.logits_file), np.load(eager.logits_file), atol=1e-4)
+    assert np.array_equal(np.load(onnx.views_file), np.load(eager.views_file))
+    with pytest.raises(ValueError, match="backend"):
+        TeacherCache(backend="tensorrt")

@@ -1,0 +1,81 @@
+"""Is the teacher-cache fill bound by the teacher? In one run: the teacher's forward passes alone on
+ready batches (images/s), then the fill of the same images (views/s: augmentation, optional mixing,
+the teacher, rendering at the student's size, writing the memory-mapped files), with 0, 1 and 2 loader
+workers. Also the disk and RAM the cache takes per image and view.
+
+    python benchmarks/cache_fill.py [--data ROOT] [--images 256] [--views 4] [--size 128] [--mix none]
+
+Writes benchmarks/results/cache_fill.json (fill_vs_teacher: 1.0 = bound by the teacher alone).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from common import data_root, machine, relative, write_result  # noqa: E402
+from distill.data import WasteDataModule  # noqa: E402
+from distill.teacher import FrozenTeacher  # noqa: E402
+from distill.teacher_cache import MixSpec, ViewCache  # noqa: E402
+from models import create_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data")
+    parser.add_argument("--images", type=int, default=256, help="training images filled (the first N)")
+    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--size", type=int, default=128, help="base size = the teacher's input size")
+    parser.add_argument("--student-size", type=int, default=64)
+    parser.add_argument("--mix", default="none")
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+    root = data_root(args.data)
+    dm = WasteDataModule(str(root), image_size=args.size, augment="strong")
+    dm.train_samples = dm.train_samples[: args.images]
+    dm.setup("fit")
+    dataset = dm.train_set
+    teacher = FrozenTeacher(create_model("efficientnet_lite0", dm.num_classes, weights="DEFAULT",
+                                         input_size=args.size), "auto")
+    images = torch.stack([dataset.view(i % len(dataset), i) for i in range(args.batch)])
+    teacher(images)
+    start = time.perf_counter()
+    rounds = max(1, args.images * args.views // args.batch // 4)
+    for _ in range(rounds):
+        teacher(images)
+    teacher_rate = rounds * args.batch / (time.perf_counter() - start)
+    fills = {}
+    for workers in (0, 1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = ViewCache(teacher, dataset, tmp, args.views, dm.num_classes, args.student_size,
+                              mix=MixSpec(args.mix))
+            cache.create()
+            start = time.perf_counter()
+            cache.fill_share(batch_size=args.batch, num_workers=workers)
+            fills[workers] = len(dataset) * args.views / (time.perf_counter() - start)
+            disk = sum(p.stat().st_size for p in Path(tmp).iterdir())
+    best = max(fills, key=fills.get)
+    result = {"data": relative(root), "images": len(dataset), "views": args.views, "mix": args.mix,
+              "teacher": f"efficientnet_lite0 at {args.size} px", "student_size": args.student_size,
+              "machine": machine(f"teacher {teacher.precision}"), "teacher_images_per_s": teacher_rate,
+              "fill_views_per_s_by_workers": fills, "best_workers": best,
+              "fill_vs_teacher": fills[best] / teacher_rate,
+              "disk_bytes_per_view": disk / (len(dataset) * args.views),
+              "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "command": "python benchmarks/cache_fill.py " + " ".join(sys.argv[1:])}
+    print(f"teacher alone: {teacher_rate:.1f} img/s ({teacher.precision})")
+    for workers, rate in fills.items():
+        print(f"fill, {workers} loader workers: {rate:.1f} views/s ({rate / teacher_rate:.2f} of the teacher alone)")
+    print(f"disk: {result['disk_bytes_per_view']:.0f} bytes per view; peak RSS {result['max_rss_mib']:.0f} MiB")
+    write_result("cache_fill", result)
+
+
+if __name__ == "__main__":
+    main()
