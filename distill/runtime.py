@@ -43,6 +43,8 @@ def onnx_session(path: str | Path, threads: int | None = None):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
+    # no busy-waiting between runs: the fill augments and writes between the teacher's batches
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

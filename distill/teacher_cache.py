@@ -295,8 +295,10 @@ class ViewCache:
         return complete(self.logits_file, total) and (not self.render or complete(self.views_file, total))
 
     def fill_share(self, rank: int = 0, world_size: int = 1, batch_size: int = 64, num_workers: int = 0,
-                   device: torch.device | str = "cpu") -> None:
-        """Run the teacher on (and render) this process's share of the views not done yet."""
+                   device: torch.device | str = "cpu",
+                   forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Run the teacher on (and render) this process's share of the views not done yet
+        (``forward``: the teacher's forward already made by ``self.forward()``, else made here)."""
         total = self.n * self.views
         start, stop = job_share(total, rank, world_size)
         record = self.record()
@@ -308,7 +310,7 @@ class ViewCache:
                 arrays["views"] = np.load(self.views_file, mmap_mode="r+")
             progress = _Progress(self.logits_file, rank, start, stop)
             # the views of the jobs already done were rendered in the same pass: both resume together
-            forward = self.forward()
+            forward = forward or self.forward()
 
             def step(images: torch.Tensor) -> dict[str, torch.Tensor]:
                 out = {"logits": forward(images.to(device)).cpu()}
