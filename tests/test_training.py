@@ -231,3 +231,18 @@ def test_a_loss_defined_in_a_test_file_is_usable_from_yaml(demo_root, tmp_path):
     loss = cli.model.distill_loss
     assert isinstance(loss, HalfKD) and loss.temperature == 3.0
     assert "train/half_kd" in cli.trainer.callback_metrics
+
+
+def test_time_estimate_after_a_short_probe(demo_root, tmp_path, capsys):
+    from distill.callbacks import TimeEstimate
+
+    dm = WasteDataModule(str(demo_root), image_size=32, batch_size=4)
+    module = DistillModule(dm.num_classes, student="nano", input_size=32)
+    estimate = TimeEstimate(probe_batches=2)
+    L.Trainer(max_epochs=3, callbacks=[estimate], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              num_sanity_val_steps=0, default_root_dir=tmp_path).fit(module, dm)
+    assert estimate.estimate_seconds is not None and estimate.estimate_seconds > 0
+    printed = capsys.readouterr().out
+    assert "[estimate]" in printed and "for the 3 epoch(s) left" in printed
+    with pytest.raises(ValueError, match="probe_batches"):
+        TimeEstimate(probe_batches=-1)
