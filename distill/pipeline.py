@@ -17,7 +17,7 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,7 @@ class StageRecord:
     seed: int
     input_size: int
     base_size: int
+    cache_fill_seconds: float = 0.0  # the teacher-output fill inside this stage (part of ``seconds``)
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
@@ -155,7 +156,8 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     val_f1 = best_callback.best_model_score if best_callback.best_model_score is not None else meta["val_f1"]
     record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(best_callback.best_model_path),
                          config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
-                         input_size=meta["input_size"], base_size=meta["base_size"])
+                         input_size=meta["input_size"], base_size=meta["base_size"],
+                         cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds)
     record.save(record_path)
     return record
 
@@ -195,8 +197,10 @@ def student_stage(recipe: Recipe, out: Path, settings: dict[str, Any], seed: int
                     merge(settings, prune.get("train") or {}), seed)
     pruned = run_prune(large, out / "student_pruned" / f"seed_{seed}" / "model.pt", prune["macs"],
                        prune.get("tolerance", 0.02))
-    return run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}",
-                   merge(merge(settings, pruned), prune.get("finetune") or {}), seed)
+    tuned = run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}",
+                    merge(merge(settings, pruned), prune.get("finetune") or {}), seed)
+    return replace(tuned, seconds=large.seconds + tuned.seconds,  # the pruning itself takes seconds
+                   cache_fill_seconds=large.cache_fill_seconds + tuned.cache_fill_seconds)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -249,7 +253,8 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "student_rules_ok": not info["rule_violations"],
         "score_estimate": competition_score(best.val_f1, info["macs_fvcore"]),
         "selected_student": best.model_file, "submission": str(submission) if submission else None,
-        "seconds": {"teacher": teacher.seconds, "student_kd": [r.seconds for r in kd],
+        "seconds": {"teacher": teacher.seconds, "teacher_cache_fill": sum(r.cache_fill_seconds for r in kd),
+                    "student_kd": [r.seconds for r in kd],
                     "student_ce": [r.seconds for r in ce], "predict": time.time() - t_predict,
                     "total_this_run": time.time() - t0},
         "machine": machine_info(str((settings or {}).get("precision", "auto"))),
@@ -271,6 +276,10 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
           f"{summary['student_macs_competition']:,} (competition counter) at {summary['student_input_size']} px")
     print(f"rules                     : {'ok' if summary['student_rules_ok'] else 'VIOLATED (see report.json)'}")
     print(f"score estimate (val F1)   : {summary['score_estimate']:.4f}  (lower is better)")
+    seconds = summary["seconds"]
+    print(f"stage seconds             : teacher {seconds['teacher']:.0f}, cache fill {seconds['teacher_cache_fill']:.0f} "
+          f"(inside the first KD stage), KD {[round(s) for s in seconds['student_kd']]}, "
+          f"no teacher {[round(s) for s in seconds['student_ce']]}")
     print(f"student model             : {summary['selected_student']}")
     print(f"submission                : {summary['submission']}")
     print(f"summary                   : {out / 'summary.json'}")

@@ -425,6 +425,7 @@ class TeacherCache(Callback):
             raise ValueError(f"teacher_cache.backend={backend!r}: choose one of {BACKENDS}")
         self.seed, self.batch_size, self.backend = seed, batch_size, backend
         self.cache: ViewCache | None = None
+        self.fill_seconds = 0.0  # wall time of the fill this fit ran (0 when it found the cache complete)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit" or not self.enabled or not hasattr(pl_module, "build_teacher"):
@@ -457,9 +458,12 @@ class TeacherCache(Callback):
                 + (f"; views at {cache.size}px take {cache.footprint_gib():.2f} GiB on disk (memory-mapped)"
                    if cache.render else ""))
         trainer.strategy.barrier("teacher_cache_created")
-        if not cache.complete():
+        filled_here = not cache.complete()
+        if filled_here:
             cache.fill_share(trainer.global_rank, trainer.world_size, self.batch_size,
                              getattr(datamodule.hparams, "num_workers", 0), device)
         trainer.strategy.barrier("teacher_cache_filled")
+        if filled_here:
+            self.fill_seconds = cache.fill_seconds()
         datamodule.train_set = cache.dataset()
         pl_module.release_teacher()  # training now reads the cache; the teacher is no longer needed

@@ -19,6 +19,8 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     report = json.loads((out / "report.json").read_text())
     assert report["macs_fvcore"] == summary["student_macs"]
     assert json.loads((out / "summary.json").read_text())["seeds"] == [0]
+    fill = summary["seconds"]["teacher_cache_fill"]  # the fill ran inside the KD stage, the baseline has none
+    assert 0 < fill < summary["seconds"]["student_kd"][0]
 
     stage = out / "student_kd" / "seed_0" / "stage.json"
     before = stage.stat().st_mtime_ns
@@ -30,6 +32,7 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert stage.stat().st_mtime_ns == before  # finished stages are reused, not retrained
     assert "reusing finished stage" in printed
     assert "resuming" in printed and (out / "student_ce" / "seed_0" / "stage.json").exists()
+    assert json.loads((out / "summary.json").read_text())["seconds"]["teacher_cache_fill"] == fill
 
 
 def test_recipes_and_settings(tmp_path):
@@ -73,3 +76,4 @@ def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path):
     assert large["input_size"] == 64 and (out / "student_pruned" / "seed_0" / "model.pt").is_file()
     assert 0.98 * 300_000 <= summary["student_macs"] <= 300_000 and summary["student_rules_ok"]
     assert summary["selected_student"].endswith("student_kd/seed_0/model.pt")
+    assert summary["seconds"]["teacher_cache_fill"] > 0  # filled for the larger student, reused after pruning
