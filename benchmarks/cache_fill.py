@@ -74,8 +74,7 @@ def main() -> None:
               "teacher_images_per_s": teacher_rate, "fill_views_per_s": fills, "best": best,
               "fill_vs_teacher": fills[best] / teacher_rate[best_backend],
               "disk_bytes_per_view": disk / (len(dataset) * args.views),
-              "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "command": "python benchmarks/cache_fill.py " + " ".join(sys.argv[1:])}
+              "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     for backend, rate in teacher_rate.items():
         print(f"teacher alone, {backend}: {rate:.1f} img/s")
     for name, rate in fills.items():

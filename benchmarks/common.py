@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +38,14 @@ def machine(precision: str | None = None) -> dict:
     return machine_info(precision)
 
 
+def command_line() -> str:
+    """The command that ran this benchmark, as a user would type it from the repository root."""
+    return shlex.join(["python", relative(sys.argv[0]), *sys.argv[1:]])
+
+
 def write_result(name: str, data: dict) -> Path:
+    """Write ``benchmarks/results/<name>.json``, with the command that produced it."""
+    data = {**data, "command": command_line()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))

@@ -67,8 +67,7 @@ def main() -> None:
     write_result("fill_backend", {"batch": args.batch, "runs": args.runs, "machine": machine("see keys"),
                                   "images_per_s": results, "max_abs_logit_diff_vs_eager_fp32": diffs,
                                   "auto": auto, "onnxruntime_vs_auto": results["onnxruntime_fp32"] / results[auto],
-                                  "tolerance": TOLERANCE, "adopt_onnxruntime": adopt,
-                                  "command": "python benchmarks/fill_backend.py " + " ".join(sys.argv[1:])})
+                                  "tolerance": TOLERANCE, "adopt_onnxruntime": adopt})
 
 
 if __name__ == "__main__":

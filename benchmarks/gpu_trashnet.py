@@ -48,8 +48,7 @@ def main() -> None:
     result = {"data": relative(root), "machine": machine("auto"), "stages_seconds": stages,
               "total_seconds": time.time() - start, "teacher_f1": teacher.val_f1,
               "student_kd_f1": statistics.fmean(r.val_f1 for r in students),
-              "student_kd_f1_per_seed": [r.val_f1 for r in students], "seeds": args.seeds,
-              "command": "python benchmarks/gpu_trashnet.py " + " ".join(sys.argv[1:])}
+              "student_kd_f1_per_seed": [r.val_f1 for r in students], "seeds": args.seeds}
     for name, value in stages.items():
         print(f"{name:<32}{value}")
     print(f"teacher F1 {teacher.val_f1:.4f}; student KD F1 {result['student_kd_f1']:.4f} {result['student_kd_f1_per_seed']}")

@@ -94,8 +94,7 @@ def main() -> None:
     write_result("latency", {"student": f"{args.student} ({size} px)", "threads": args.threads, "runs": args.runs,
                              "median_ms": ms, "macs_fvcore": macs, "student_vs_mobilenet_v3_small": ratio,
                              "student_vs_mobilenet_v3_small_same_runtime": same_runtime,
-                             "machine": machine("32"),
-                             "command": "python benchmarks/latency.py " + " ".join(sys.argv[1:])})
+                             "machine": machine("32")})
 
 
 if __name__ == "__main__":

@@ -80,8 +80,7 @@ def main() -> None:
         "student_f1_cached_full_schedule": statistics.fmean(r.val_f1 for r in cached),
         "teacher_f1": teacher.val_f1, "seeds": args.seeds, "uncached_seeds": args.uncached_seeds,
         "note": "total = teacher fine-tune + cache fill + one cached student run + predict (no test/NoLabel in "
-                "TrashNet: predict is 0 unless the data has one)",
-        "command": "python benchmarks/pipeline.py " + " ".join(sys.argv[1:]),
+                "TrashNet: predict is 0 unless the data has one)"
     }
     for name, seconds in stages.items():
         print(f"{name:<22}{seconds:8.1f} s")

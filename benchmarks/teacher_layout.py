@@ -74,8 +74,7 @@ def main() -> None:
               "channels_last_vs_default_inference": fp32[0] / default[0],
               "channels_last_vs_default_training": fp32[1] / default[1],
               "bf16_vs_fp32_inference": bf16[0] / fp32[0], "bf16_vs_fp32_training": bf16[1] / fp32[1],
-              "faster_inference_precision": faster, "auto_is_fastest": choice.teacher == faster,
-              "command": "python benchmarks/teacher_layout.py " + " ".join(sys.argv[1:])}
+              "faster_inference_precision": faster, "auto_is_fastest": choice.teacher == faster}
     for key, value in rates.items():
         print(f"{key:<26}{value:8.1f} img/s")
     print(f"channels-last / default: inference {fp32[0] / default[0]:.2f}x, training {fp32[1] / default[1]:.2f}x")
