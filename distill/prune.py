@@ -69,6 +69,7 @@ def prune_to_macs(model: nn.Module, macs: int, input_size: int, tolerance: float
                 high = ratio
                 best = PruneResult(candidate, ratio, before, count)
                 if count >= macs * (1 - tolerance):
+                    bar.total = bar.n  # done early: the bar ends full, not at the try it stopped on
                     break
     if best is None:
         raise ValueError(f"could not prune to {macs:,} MACs (the smallest reachable is above it)")
