@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -30,7 +30,7 @@ from distill.teacher_cache import TeacherCache  # noqa: E402
 
 class DistillCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
+        parser.add_argument("--precision", default="auto", type=Literal["auto", "32", 32, "bf16"],
                             help="training precision when trainer.precision is not set: auto = bf16-mixed where "
                                  "this machine runs bf16 fast (see distill.precision), else 32-true")
         parser.set_defaults({"model": {"class_path": "distill.module.DistillModule"}})
@@ -56,7 +56,7 @@ class DistillCLI(LightningCLI):
             accelerator = str(config.trainer.get("accelerator") or "auto")
             device = "cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and cuda_available()) else "cpu"
             choice = choose(device)
-            config.trainer.precision = {"auto": choice.trainer, "32": "32-true", "bf16": "bf16-mixed"}[config.precision]
+            config.trainer.precision = {"auto": choice.trainer, "32": "32-true", "bf16": "bf16-mixed"}[str(config.precision)]
             if config.precision == "auto":
                 say(f"precision auto: {config.trainer.precision} ({choice.reason})")
 

@@ -61,5 +61,7 @@ def test_cli_trainer_precision_auto(demo_root, tmp_path, request, capsys, fixtur
     assert "precision auto:" in capsys.readouterr().out
     forced = build_cli({"data": {"root": str(demo_root)}, "precision": "32"}, run=False)
     assert forced.trainer.precision == "32-true"
+    from_yaml = build_cli({"data": {"root": str(demo_root)}, "precision": 32}, run=False)  # `--set precision=32`
+    assert from_yaml.trainer.precision == "32-true"
     explicit = build_cli({"data": {"root": str(demo_root)}, "trainer": {"precision": "bf16-mixed"}}, run=False)
     assert explicit.trainer.precision == "bf16-mixed"  # trainer.precision set by the user wins
