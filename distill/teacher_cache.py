@@ -257,7 +257,7 @@ class ViewCache:
         self.teacher, self.source, self.views, self.seed, self.mix = teacher, dataset, views, seed, mix
         self.num_classes, self.size, self.backend = num_classes, student_size, backend
         self.render = render and student_size < dataset.size
-        key = cache_key(teacher, dataset, views, seed, mix, "torch" if backend == "torch" else backend)
+        key = cache_key(teacher, dataset, views, seed, mix, backend)
         self.stem = Path(cache_dir) / f"teacher_{key[:20]}"
         self.n = len(dataset)
 
