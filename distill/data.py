@@ -99,6 +99,31 @@ def read_layout(root: str | Path) -> tuple[list[str], list[Sample], list[Sample]
     return classes, train, val
 
 
+def holdout_split(samples: list[Sample], root: Path, fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Carve a held-out split off ``samples``: in each class, the ``round(fraction * n_c)`` images first in
+    the order of ``sha256(seed | path relative to root)``. Returns (kept, held out).
+
+    Whether an image is held out depends only on its own path, its class and ``seed``: not on the run's
+    seed, ``val_mode`` or the other stages, so the teacher, every student and every seed hold out the same
+    images (and adding an image elsewhere moves at most one image of its class)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"data.holdout_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return list(samples), []
+
+    def rank(sample: Sample) -> str:
+        relative = sample.path.relative_to(root).as_posix()
+        return hashlib.sha256(f"{seed}|{relative}".encode()).hexdigest()
+
+    held: set[Path] = set()
+    for label in sorted({s.label for s in samples}):
+        members = sorted((s for s in samples if s.label == label), key=rank)
+        n = int(round(fraction * len(members)))
+        held.update(s.path for s in members[: min(n, len(members) - 1)])
+    return [s for s in samples if s.path not in held], sorted((s for s in samples if s.path in held),
+                                                                key=lambda s: (s.label, s.path))
+
+
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded stratified split of indices: ``round(fraction * n_c)`` of each class (at least 1 when the
     class has 2 or more images) go to the second list."""
@@ -234,6 +259,10 @@ class WasteDataModule(L.LightningDataModule):
         strict: raise on an unreadable training image instead of skipping it with a warning.
         balanced_sampler: draw training images with class-balanced probabilities.
         predict_dir: folder of images to predict (default ``ROOT/test/NoLabel``).
+        holdout_fraction: carve this stratified fraction of the labelled images (train/ and val/ pooled)
+            off as a held-out split that no run trains on or selects a checkpoint with; ``distill test`` and
+            the pipeline report macro F1 on it. The choice depends only on each file's path and
+            ``holdout_seed`` (``holdout_split``), so every stage and seed holds out the same images.
         predict_fallback: what to do with an unreadable image to predict. None (default): stop with an
             error listing every such file. ``blank``: predict on a black image. A class name: label it so.
             Either choice is recorded in ``report.json``.
@@ -244,7 +273,7 @@ class WasteDataModule(L.LightningDataModule):
                  keep_aspect: bool = True, cache_images: bool = True, image_cache_dir: str | None = None,
                  strict: bool = False,
                  balanced_sampler: bool = False, predict_dir: str | None = None,
-                 predict_fallback: str | None = None):
+                 predict_fallback: str | None = None, holdout_fraction: float = 0.0, holdout_seed: int = 0):
         super().__init__()
         if val_mode not in ("given", "merge"):
             raise ValueError(f"val_mode={val_mode!r}: choose 'given' or 'merge'")
@@ -257,6 +286,9 @@ class WasteDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.root = Path(root)
         self.class_names, train, val = read_layout(self.root)
+        train, held_train = holdout_split(train, self.root, holdout_fraction, holdout_seed)
+        val, held_val = holdout_split(val, self.root, holdout_fraction, holdout_seed)
+        self.holdout_samples = sorted(held_train + held_val, key=lambda s: (s.label, s.path))
         if val_mode == "merge" or not val:
             pooled = train + val
             if not val:
@@ -273,6 +305,7 @@ class WasteDataModule(L.LightningDataModule):
         self.predict_unreadable: list[str] = []  # unreadable images handled by predict_fallback
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
+        self.holdout_set: ImageDataset | None = None
         self.predict_set: ImageDataset | None = None
 
     # -- facts about the data, available right after __init__
@@ -295,8 +328,10 @@ class WasteDataModule(L.LightningDataModule):
         hp = self.hparams
         if stage in (None, "fit"):
             self._prepare_labelled(("train", "val"))
-        elif stage in ("validate", "test"):
+        elif stage == "validate":
             self._prepare_labelled(("val",))
+        elif stage == "test":
+            self._prepare_labelled(("holdout",) if self.holdout_samples else ("val",))
         if stage in (None, "predict") and self.predict_set is None:
             samples = predict_samples(self.predict_dir)
             self._announce_cache(len(samples))
@@ -362,7 +397,8 @@ class WasteDataModule(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        """The held-out split when ``holdout_fraction`` carved one, else the validation split."""
+        return self._loader(self.holdout_set if self.holdout_samples else self.val_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_set, shuffle=False)

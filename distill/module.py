@@ -85,8 +85,11 @@ class Classifier(L.LightningModule):
             self.label_loss.set_class_counts(class_counts)
         metrics = MetricCollection({"f1": MulticlassF1Score(num_classes, average="macro"),
                                     "acc": MulticlassAccuracy(num_classes, average="micro")})
+        self.train_metrics = MulticlassF1Score(num_classes, average="macro")  # on the views it trains on
         self.val_metrics = metrics.clone(prefix="val/")
         self.val_per_class = MulticlassF1Score(num_classes, average=None)
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.test_per_class = MulticlassF1Score(num_classes, average=None)
         self.best_val_f1: float | None = None
 
     def _check_options(self) -> None:
@@ -145,7 +148,11 @@ class Classifier(L.LightningModule):
             losses = self.mixed_losses(images, labels)
         else:
             teacher = batch["teacher_logits"] if "teacher_logits" in batch else self.teacher_logits(images)
-            losses = self.combine(self(images), labels, teacher, batch.get("partner_label"), batch.get("mix_weight"))
+            logits = self(images)
+            losses = self.combine(logits, labels, teacher, batch.get("partner_label"), batch.get("mix_weight"))
+            # macro F1 on the views it trains on (own labels), beside val/f1: under- or over-fitting, read off
+            self.train_metrics.update(logits.detach(), labels)
+            self.log("train/f1", self.train_metrics, on_step=False, on_epoch=True)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"non-finite training loss ({losses['loss'].item()}) at epoch "
                                      f"{self.current_epoch}, step {self.global_step}; lower the learning rate")
@@ -153,28 +160,37 @@ class Classifier(L.LightningModule):
                       batch_size=len(labels))
         return losses["loss"]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def _evaluate(self, batch: dict, split: str) -> None:
         logits, labels = self(batch["image"]), batch["label"]
-        self.log("val/loss", F.cross_entropy(logits, labels), batch_size=len(labels))
-        self.val_metrics.update(logits, labels)
-        self.val_per_class.update(logits, labels)
+        self.log(f"{split}/loss", F.cross_entropy(logits, labels), batch_size=len(labels))
+        getattr(self, f"{split}_metrics").update(logits, labels)
+        getattr(self, f"{split}_per_class").update(logits, labels)
 
-    def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
+    def _log_evaluation(self, split: str) -> dict[str, torch.Tensor]:
+        metrics, per_class = getattr(self, f"{split}_metrics"), getattr(self, f"{split}_per_class")
+        values = metrics.compute()
         self.log_dict(values, prog_bar=True)
         names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
-        self.log_dict({f"val_f1/{n}": v for n, v in zip(names, self.val_per_class.compute())})
-        self.val_metrics.reset()
-        self.val_per_class.reset()
+        self.log_dict({f"{split}_f1/{n}": v for n, v in zip(names, per_class.compute())})
+        metrics.reset()
+        per_class.reset()
+        return values
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_evaluation("val")
         if not self.trainer.sanity_checking:
             f1 = float(values["val/f1"])
             self.best_val_f1 = f1 if self.best_val_f1 is None else max(self.best_val_f1, f1)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+        """``distill test``: the held-out split (``data.holdout_fraction``), else the validation split."""
+        self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self.on_validation_epoch_end()
+        self._log_evaluation("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         """One forward pass of the single network per image: no test-time augmentation."""

@@ -22,14 +22,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
 from distill.checkpoint import atomic_write_text, load_trained, save_trained
 from distill.console import say
-from distill.precision import machine_info
+from distill.precision import machine_info, resolve
 
 STAGES = ("teacher", "student")
+HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,15 @@ class Recipe:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)} (macs, tolerance, train, finetune)")
         return settings
 
+    def data(self, stage: str = "student") -> dict[str, Any]:
+        """The ``data`` settings of ``stage``'s config files, composed."""
+        composed: dict[str, Any] = {}
+        for path in self.configs(stage):
+            composed = merge(composed, (yaml.safe_load(path.read_text()) or {}).get("data") or {})
+        return composed
+
     def data_root(self) -> str | None:
-        roots = [yaml.safe_load(p.read_text()).get("data", {}).get("root") for p in self.configs("student")]
-        return next((r for r in reversed(roots) if r), None)
+        return self.data().get("root")
 
 
 @dataclass
@@ -102,6 +110,11 @@ class StageRecord:
     input_size: int
     base_size: int
     cache_fill_seconds: float = 0.0  # the teacher-output fill inside this stage (part of ``seconds``)
+    holdout_f1: float | None = None  # the selected checkpoint on the held-out split (data.holdout_fraction)
+    holdout_file: str | None = None  # its per-image predictions (holdout.json), for paired comparisons
+    train_f1: float | None = None  # macro F1 on the training views, last epoch (under-/over-fitting)
+    last_val_f1: float | None = None  # val F1 of the last epoch (the selected one is the best: optimistic)
+    precision: str | None = None  # the trainer's precision, as resolved (e.g. 32-true)
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
@@ -154,12 +167,53 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
                             base_size=meta["base_size"])
     val_f1 = best_callback.best_model_score if best_callback.best_model_score is not None else meta["val_f1"]
+    holdout_f1, holdout_file = evaluate_holdout(model, cli.datamodule, run_dir / "holdout.json")
+    logged = cli.trainer.callback_metrics
     record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(best_callback.best_model_path),
                          config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
                          input_size=meta["input_size"], base_size=meta["base_size"],
-                         cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds)
+                         cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds,
+                         holdout_f1=holdout_f1, holdout_file=holdout_file,
+                         train_f1=float(logged["train/f1"]) if "train/f1" in logged else None,
+                         last_val_f1=float(logged["val/f1"]) if "val/f1" in logged else None,
+                         precision=str(cli.trainer.precision))
     record.save(record_path)
+    if holdout_f1 is not None:
+        say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {holdout_f1:.4f}")
     return record
+
+
+def evaluate_holdout(model: torch.nn.Module, datamodule: Any, path: Path) -> tuple[float | None, str | None]:
+    """Macro F1 of ``model`` on the data module's held-out split, with its per-image predictions written to
+    ``path``; ``(None, None)`` when the recipe holds out nothing."""
+    from distill.evaluation import macro_f1, predict_labels
+
+    if not getattr(datamodule, "holdout_samples", None):
+        return None, None
+    datamodule.setup("test")
+    dataset = datamodule.holdout_set
+    labels = [s.label for s in dataset.samples]
+    preds = predict_labels(model, dataset)
+    f1 = macro_f1(np.array(labels), preds, datamodule.num_classes)
+    root = datamodule.root
+    atomic_write_text(path, json.dumps({"f1": f1, "class_names": datamodule.class_names,
+                                        "paths": [s.path.relative_to(root).as_posix() for s in dataset.samples],
+                                        "labels": labels, "preds": preds.tolist()}))
+    return f1, str(path)
+
+
+def compare_on_holdout(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str, Any] | None:
+    """KD minus no teacher on the held-out split: 3-seed means and a paired bootstrap interval over images."""
+    from distill.evaluation import paired_bootstrap
+
+    if not kd or not ce or any(r.holdout_file is None for r in kd + ce):
+        return None
+    runs = [json.loads(Path(r.holdout_file).read_text()) for r in kd + ce]
+    if any(run["paths"] != runs[0]["paths"] for run in runs):
+        raise ValueError("the KD and no-teacher stages held out different images: compare only runs of one recipe")
+    comparison = paired_bootstrap(np.array(runs[0]["labels"]), [np.array(r["preds"]) for r in runs[: len(kd)]],
+                                  [np.array(r["preds"]) for r in runs[len(kd):]], len(runs[0]["class_names"]))
+    return {**asdict(comparison), "images": len(runs[0]["labels"])}
 
 
 def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02) -> dict[str, Any]:
@@ -207,6 +261,10 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _rounded(values: list[float | None]) -> list[float | None]:
+    return [None if v is None else round(v, 4) for v in values]
+
+
 def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
                  settings: dict[str, Any] | None = None, teacher_only: bool = False,
@@ -219,8 +277,11 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     data_root = data_root or recipe.data_root()
     data = {"data": {"root": data_root}}
     student_settings = merge(data, settings or {})
+    # the teacher holds out exactly the images the students hold out (never trained on by any stage)
+    student_data = merge(recipe.data(), student_settings["data"])
+    holdout = {k: student_data[k] for k in HOLDOUT_KEYS if k in student_data}
     t0 = time.time()
-    teacher = run_fit(recipe.configs("teacher"), out / "teacher", data, seeds[0])
+    teacher = run_fit(recipe.configs("teacher"), out / "teacher", merge(data, {"data": holdout}), seeds[0])
     if teacher_only:
         return {"teacher_f1": teacher.val_f1, "seconds": {"teacher": teacher.seconds}}
     with_teacher = merge(student_settings, {
@@ -247,6 +308,16 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "student_ce_f1": _mean([r.val_f1 for r in ce]),
         "student_kd_f1_per_seed": [r.val_f1 for r in kd],
         "student_ce_f1_per_seed": [r.val_f1 for r in ce],
+        "teacher_holdout_f1": teacher.holdout_f1,
+        "student_kd_holdout_f1": _mean([r.holdout_f1 for r in kd if r.holdout_f1 is not None]),
+        "student_ce_holdout_f1": _mean([r.holdout_f1 for r in ce if r.holdout_f1 is not None]),
+        "student_kd_holdout_f1_per_seed": [r.holdout_f1 for r in kd],
+        "student_ce_holdout_f1_per_seed": [r.holdout_f1 for r in ce],
+        "kd_minus_ce_holdout": compare_on_holdout(kd, ce),
+        "student_kd_last_val_f1_per_seed": [r.last_val_f1 for r in kd],
+        "student_ce_last_val_f1_per_seed": [r.last_val_f1 for r in ce],
+        "student_kd_train_f1_per_seed": [r.train_f1 for r in kd],
+        "student_ce_train_f1_per_seed": [r.train_f1 for r in ce],
         "seeds": seeds,
         "student_macs": info["macs_fvcore"], "student_macs_competition": info["macs_competition"],
         "student_params": info["params"], "student_input_size": meta["input_size"],
@@ -257,6 +328,8 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                     "student_kd": [r.seconds for r in kd],
                     "student_ce": [r.seconds for r in ce], "predict": time.time() - t_predict,
                     "total_this_run": time.time() - t0},
+        "precision": {"teacher_fine_tune": teacher.precision, "student": sorted({str(r.precision) for r in kd + ce}),
+                      "teacher_forward": resolve("auto", "cuda" if torch.cuda.is_available() else "cpu")},
         "machine": machine_info(str((settings or {}).get("precision", "auto"))),
         "command": command,
     }
@@ -272,6 +345,17 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"student (KD) val macro F1 : {summary['student_kd_f1']:.4f}  per seed {summary['student_kd_f1_per_seed']}")
     if summary["student_ce_f1"] is not None:
         print(f"student (no teacher) F1   : {summary['student_ce_f1']:.4f}  per seed {summary['student_ce_f1_per_seed']}")
+    if summary["student_kd_holdout_f1"] is not None:
+        print(f"held-out macro F1         : teacher {summary['teacher_holdout_f1']:.4f}, student (KD) "
+              f"{summary['student_kd_holdout_f1']:.4f} per seed {_rounded(summary['student_kd_holdout_f1_per_seed'])}")
+    if summary["student_ce_holdout_f1"] is not None:
+        print(f"held-out, no teacher      : {summary['student_ce_holdout_f1']:.4f} per seed "
+              f"{_rounded(summary['student_ce_holdout_f1_per_seed'])}")
+    comparison = summary["kd_minus_ce_holdout"]
+    if comparison is not None:
+        print(f"KD - no teacher, held-out : {100 * comparison['difference']:+.1f} points (mean of "
+              f"{len(summary['seeds'])} seed(s); {100 * comparison['level']:.0f}% paired bootstrap interval "
+              f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f} over {comparison['images']} images)")
     print(f"student MACs              : {summary['student_macs']:,} (fvcore), "
           f"{summary['student_macs_competition']:,} (competition counter) at {summary['student_input_size']} px")
     print(f"rules                     : {'ok' if summary['student_rules_ok'] else 'VIOLATED (see report.json)'}")

@@ -1,0 +1,73 @@
+"""Scoring trained models on a labelled split, and comparing two training recipes honestly.
+
+A verdict such as "the teacher lifts the student" is made on images no run used to pick a checkpoint (the
+held-out split, ``data.holdout_fraction``), as the mean over seeds, with a paired bootstrap over images
+for its confidence interval: every resample draws the same images for both recipes and every seed, so the
+interval reflects how much the difference depends on which images happened to be held out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchmetrics.functional.classification import multiclass_f1_score
+
+from distill.preprocess import model_input
+
+
+@torch.no_grad()
+def predict_labels(model: nn.Module, dataset: Dataset, batch_size: int = 128) -> np.ndarray:
+    """Predicted class of every item of ``dataset`` (``{"image": uint8 3xSxS, ...}`` items), in order:
+    one forward pass of ``model`` (with its ``.preprocess``) per image."""
+    model.eval()
+    preds = [model(model_input(batch["image"], model.preprocess)).argmax(1)
+             for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False)]
+    return torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
+
+
+def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
+    """Macro F1 as the training metrics compute it (torchmetrics)."""
+    return float(multiclass_f1_score(torch.as_tensor(preds), torch.as_tensor(labels), num_classes, average="macro"))
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Recipe A minus recipe B on the same images: mean over seeds, and a bootstrap interval over images."""
+
+    difference: float  # mean F1 of A over seeds minus that of B
+    low: float  # lower end of the interval (``level``)
+    high: float
+    per_seed: list[float]  # A - B for seed pairs (A's i-th seed against B's i-th seed)
+    level: float
+    resamples: int
+
+
+def paired_bootstrap(labels: np.ndarray, preds_a: list[np.ndarray], preds_b: list[np.ndarray], num_classes: int,
+                     resamples: int = 2000, level: float = 0.95, seed: int = 0) -> PairedComparison:
+    """Paired bootstrap over images of ``mean_seeds F1(A) - mean_seeds F1(B)``.
+
+    ``preds_a`` / ``preds_b``: each seed's predictions for the same ``labels`` (any number of seeds each)."""
+    labels = np.asarray(labels)
+    if not preds_a or not preds_b:
+        raise ValueError("paired_bootstrap needs at least one run of each recipe")
+    for preds in (*preds_a, *preds_b):
+        if len(preds) != len(labels):
+            raise ValueError(f"predictions for {len(preds)} images, labels for {len(labels)}: not the same images")
+
+    def mean_f1(runs: list[np.ndarray], idx: np.ndarray) -> torch.Tensor:
+        y = torch.as_tensor(labels[idx])
+        return torch.stack([multiclass_f1_score(torch.as_tensor(p[idx]), y, num_classes, average="macro")
+                            for p in runs]).mean()
+
+    everything = np.arange(len(labels))
+    difference = float(mean_f1(preds_a, everything) - mean_f1(preds_b, everything))
+    rng = np.random.default_rng(seed)
+    draws = np.array([float(mean_f1(preds_a, idx) - mean_f1(preds_b, idx))
+                      for idx in rng.integers(0, len(labels), size=(resamples, len(labels)))])
+    tail = (1 - level) / 2
+    per_seed = [macro_f1(labels, a, num_classes) - macro_f1(labels, b, num_classes) for a, b in zip(preds_a, preds_b)]
+    return PairedComparison(difference, float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail)),
+                            per_seed, level, resamples)
