@@ -24,7 +24,7 @@ from common import data_root, machine, relative, write_result  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.teacher import FrozenTeacher  # noqa: E402
 from distill.teacher_cache import MixSpec, ViewCache  # noqa: E402
-from models import create_model  # noqa: E402
+from distill.models import create_model  # noqa: E402
 
 
 def main() -> None:

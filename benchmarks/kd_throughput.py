@@ -66,7 +66,7 @@ def main() -> None:
         # ImageNet Lite0 with a fresh head stands in for the fine-tuned teacher: same cost
         import torch
 
-        from models import create_model
+        from distill.models import create_model
 
         weights = str(Path(tmp) / "teacher.pt")
         torch.save(create_model("efficientnet_lite0", dm.num_classes, weights="DEFAULT").state_dict(), weights)

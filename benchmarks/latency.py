@@ -23,7 +23,7 @@ import torchvision  # noqa: E402
 from common import machine, write_result  # noqa: E402
 from distill.complexity import count_macs  # noqa: E402
 from distill.runtime import to_onnx  # noqa: E402
-from models import create_model, fuse_bn  # noqa: E402
+from distill.models import create_model, fuse_bn  # noqa: E402
 
 
 def median_ms(fn, runs: int, warmup: int = 20) -> float:

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from common import machine, write_result  # noqa: E402
 from distill.precision import choose  # noqa: E402
-from models import create_model  # noqa: E402
+from distill.models import create_model  # noqa: E402
 
 
 def images_per_s(step, batch: int, runs: int = 3) -> float:

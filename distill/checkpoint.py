@@ -1,6 +1,6 @@
 """Trained-model files: atomic writes, and a plain ``.pt`` format loadable without Lightning.
 
-A trained-model file holds ``{"model": <models.model_definition>, "num_classes", "class_names",
+A trained-model file holds ``{"model": <distill.models.model_definition>, "num_classes", "class_names",
 "input_size", "base_size", "mean", "std", "state_dict", ...}``; everything is plain data, so it loads with
 ``torch.load(weights_only=True)``.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from models import Preprocess, create_model, read_state_dict
+from distill.models import Preprocess, create_model, read_state_dict
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -38,7 +38,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def save_trained(path: str | Path, model: nn.Module, model_def: str | dict, num_classes: int,
                  class_names: list[str] | None = None, base_size: int | None = None, **extra: Any) -> Path:
-    """Write ``model`` with what is needed to rebuild it (``model_def`` from ``models.model_definition``) and
+    """Write ``model`` with what is needed to rebuild it (``model_def`` from ``distill.models.model_definition``) and
     the base size its inputs were made at (``distill.preprocess``)."""
     data = {"model": model_def, "num_classes": num_classes, "class_names": list(class_names or []),
             "input_size": model.preprocess.input_size, "base_size": base_size, "mean": list(model.preprocess.mean),

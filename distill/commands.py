@@ -11,6 +11,7 @@ from typing import Callable
 
 from distill import competition, demo, export, pipeline, prune, report, search
 from distill.cli import build_cli
+from distill.console import quiet_third_party
 
 COMMANDS: dict[str, Callable[[list[str] | None], None]] = {
     "pipeline": pipeline.main, "search": search.main, "export": export.main, "report": report.main,
@@ -20,6 +21,7 @@ LIGHTNING = ("fit", "validate", "test", "predict")
 
 
 def main(argv: list[str] | None = None) -> None:
+    quiet_third_party()  # the command's own choice; importing the library leaves warnings and loggers alone
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in COMMANDS:
         COMMANDS[argv[0]](argv[1:])

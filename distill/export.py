@@ -19,7 +19,7 @@ from distill.complexity import count_macs
 from distill.data import read_layout
 from distill.preprocess import preprocess_files
 from distill.runtime import ONNX_OPSET, onnx_session, to_onnx
-from models import fuse_bn
+from distill.models import fuse_bn
 
 @dataclass
 class ExportReport:

@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from distill.losses import KD, DistillLoss, Focal, LabelLoss, Terms
 from distill.preprocess import channels_last, model_input, unit_float
 from distill.teacher import FrozenTeacher, TeacherSpec
-from models import create_model, model_definition
+from distill.models import create_model, model_definition
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "none")
@@ -71,7 +71,7 @@ class Classifier(L.LightningModule):
         self._check_options()
         if isinstance(net, nn.Module):
             if not hasattr(net, "preprocess"):
-                raise ValueError("a network passed as a module needs a .preprocess (models.Preprocess) attribute")
+                raise ValueError("a network passed as a module needs a .preprocess (distill.models.Preprocess) attribute")
             self.net, self.model_def = net, None
         else:
             try:

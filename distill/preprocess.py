@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 
-from models import Preprocess
+from distill.models import Preprocess
 
 
 class ImageLoadError(RuntimeError):

@@ -22,7 +22,7 @@ from distill.checkpoint import load_trained, save_trained
 from distill.competition import check_rules, competition_macs
 from distill.complexity import count_macs
 from distill.console import say
-from models import classifier_name, layer_shapes
+from distill.models import classifier_name, layer_shapes
 
 
 @dataclass

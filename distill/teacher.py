@@ -8,7 +8,7 @@ from torch import nn
 
 from distill.precision import resolve
 from distill.preprocess import channels_last, model_input
-from models import NAMED_MODELS, create_model
+from distill.models import NAMED_MODELS, create_model
 
 PRECISIONS = ("32", "bf16", "auto")
 
@@ -52,7 +52,7 @@ class FrozenTeacher:
 
     def __init__(self, model: nn.Module, precision: str = "32"):
         if not hasattr(model, "preprocess"):
-            raise ValueError("a teacher module needs a .preprocess (models.Preprocess) attribute")
+            raise ValueError("a teacher module needs a .preprocess (distill.models.Preprocess) attribute")
         check_precision(precision)
         for p in model.parameters():
             p.requires_grad_(False)

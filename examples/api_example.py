@@ -14,7 +14,7 @@ from distill.demo import make_demo_dataset
 from distill.losses import DIST, CrossEntropy
 from distill.module import Classifier, DistillModule
 from distill.teacher_cache import TeacherCache
-from models import fuse_bn
+from distill.models import fuse_bn
 
 L.seed_everything(0)
 root = make_demo_dataset(Path(tempfile.mkdtemp()) / "data", per_class=40, test_images=10)

@@ -2,11 +2,11 @@
 
 ``create_model`` is the one factory; ``model_definition`` is what a checkpoint stores to rebuild a model.
 """
-from models.common import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from models.factory import create_model, model_definition
-from models.pruned import layer_shapes, restore_shapes
-from models.pretrained import LITE0, NAMED_MODELS, classifier_name, load_weights_file, read_state_dict
-from models.students import BLOCKS, PRESETS, Stage, Student, StudentSpec, fuse_bn
+from .common import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .factory import create_model, model_definition
+from .pruned import layer_shapes, restore_shapes
+from .pretrained import LITE0, NAMED_MODELS, classifier_name, load_weights_file, read_state_dict
+from .students import BLOCKS, PRESETS, Stage, Student, StudentSpec, fuse_bn
 
 __all__ = [
     "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "create_model", "model_definition",

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.common import Preprocess
-from models.pretrained import LITE0, NAMED_MODELS, named_model
+from .common import Preprocess
+from .pretrained import LITE0, NAMED_MODELS, named_model
 
 
 def feature_blocks(name: str, model: nn.Module) -> list[nn.Module]:

@@ -16,11 +16,11 @@ from typing import Any
 
 from torch import nn
 
-from models.backbones import backbone_student
-from models.common import Preprocess
-from models.pretrained import NAMED_MODELS, load_weights_file, named_model
-from models.pruned import restore_shapes
-from models.students import PRESETS, Student, StudentSpec, student_spec
+from .backbones import backbone_student
+from .common import Preprocess
+from .pretrained import NAMED_MODELS, load_weights_file, named_model
+from .pruned import restore_shapes
+from .students import PRESETS, Student, StudentSpec, student_spec
 
 ModelDef = str | dict[str, Any] | StudentSpec
 

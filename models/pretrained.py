@@ -14,8 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
-from models.common import Preprocess
-from models.efficientnet_lite import EfficientNetLite0, lite0_weights_path
+from .common import Preprocess
+from .efficientnet_lite import EfficientNetLite0, lite0_weights_path
 
 LITE0 = "efficientnet_lite0"
 NAMED_MODELS = [LITE0] + sorted(torchvision.models.list_models(module=torchvision.models))

@@ -5,7 +5,7 @@ from torch import nn
 
 from distill.competition import check_rules, competition_macs, competition_score
 from distill.complexity import count_macs
-from models import create_model
+from distill.models import create_model
 
 
 def hand_net():

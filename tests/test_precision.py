@@ -4,7 +4,7 @@ import torch
 
 import distill.precision as precision
 from distill.teacher import FrozenTeacher, TeacherSpec
-from models import create_model
+from distill.models import create_model
 
 
 @pytest.fixture

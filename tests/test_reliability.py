@@ -15,7 +15,7 @@ from distill.cli import build_cli
 from distill.data import WasteDataModule, read_layout
 from distill.module import DistillModule
 from distill.preprocess import ImageLoadError, load_rgb
-from models import Preprocess
+from distill.models import Preprocess
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import distill
-import models
+import distill.models as models
 
 PACKAGES = (distill, models)
 
@@ -75,7 +75,7 @@ def test_every_module_imports_in_a_fresh_interpreter():
 
 
 @pytest.mark.parametrize("layer,forbidden", [
-    ("models", ("distill",)),
+    ("distill.models", ("distill",)),  # the networks need nothing of the library above them
     ("distill.losses", ("distill.module", "distill.cli", "distill.pipeline", "lightning")),
     ("distill.preprocess", ("distill.module", "distill.data", "lightning")),
 ])
@@ -87,5 +87,30 @@ def test_lower_layers_do_not_import_higher_ones(layer, forbidden):
             tree = ast.parse(source)
             imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
             imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-            bad = [m for m in imported for f in forbidden if m == f or m.startswith(f + ".")]
+            bad = [m for m in imported for f in forbidden if (m == f or m.startswith(f + "."))
+                   and not (m == layer or m.startswith(layer + "."))]
             assert not bad, f"{name} imports {bad}"
+
+
+def test_importing_the_library_changes_no_global_state():
+    """``import distill`` (and every module of it) leaves warning filters and logger levels as they were;
+    the third-party libraries are imported first, so only the library's own doing is measured."""
+    code = ("import logging, sys, warnings\n"
+            "import torch, lightning, fvcore, albumentations, torchmetrics, jsonargparse\n"
+            "import lightning.pytorch.cli\n"
+            "def state():\n"
+            "    levels = {n: l.level for n, l in logging.Logger.manager.loggerDict.items()\n"
+            "              if isinstance(l, logging.Logger)}\n"
+            "    return list(warnings.filters), levels\n"
+            "filters, levels = state()\n"
+            "import importlib\n"
+            "for name in sys.argv[1:]:\n"
+            "    importlib.import_module(name)\n"
+            "after_filters, after_levels = state()\n"
+            "assert after_filters == filters, [f for f in after_filters if f not in filters]\n"
+            "changed = {n: v for n, v in after_levels.items() if levels.get(n, logging.NOTSET) != v}\n"
+            "assert not changed, changed\n")
+    names = sorted(n for n in all_modules() if n != "distill.__main__")
+    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "DISTILL_VERBOSE": ""})
+    assert result.returncode == 0, result.stderr[-3000:]

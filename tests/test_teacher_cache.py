@@ -9,7 +9,7 @@ from distill.module import DistillModule
 from distill.preprocess import model_input, resize_uint8
 from distill.teacher import FrozenTeacher
 from distill.teacher_cache import (CachedViews, MixSpec, TeacherCache, ViewCache, cache_key, draw_views, render_view)
-from models import create_model
+from distill.models import create_model
 
 
 def make_teacher(seed=0, precision="32"):

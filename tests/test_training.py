@@ -15,7 +15,7 @@ from distill.losses import KD, DistillLoss, Focal, kd_loss
 from distill.module import DistillModule
 from distill.submission import RuleViolationError, SubmissionWriter
 from distill.teacher import TeacherSpec
-from models import Preprocess, create_model
+from distill.models import Preprocess, create_model
 
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.logger", "false"]

@@ -34,7 +34,7 @@ def describe(model: nn.Module, input_size: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from models import PRESETS, create_model
+    from distill.models import PRESETS, create_model
 
     parser = argparse.ArgumentParser(prog="distill complexity",
                                      description="Params, MACs (fvcore and competition counter) and rules verdict.")
