@@ -26,6 +26,7 @@ import torch
 from distill.console import say
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from distill.checkpoint import atomic_write_text
 from distill.preprocess import ImageLoadError, load_square
 from distill.transforms import AUGMENTATIONS, augmentation
 
@@ -193,12 +194,15 @@ def cache_bytes(n_images: int, size: int) -> int:
     return n_images * size * size * 3
 
 
-def _cache_key(samples: list[Sample], size: int, keep_aspect: bool) -> str:
-    digest = hashlib.sha256(f"{size}|{keep_aspect}|v1".encode())
+def files_key(samples: list[Sample], definitions: dict) -> str:
+    """The key of a cache made from ``samples``: every file (path, size, modification time, label) and every
+    resolved definition the cached values depend on (``definitions``, serialised as sorted JSON). The image
+    cache and the teacher-output cache both use it."""
+    digest = hashlib.sha256(json.dumps(definitions, sort_keys=True, default=str).encode())
     for s in samples:
         stat = s.path.stat()
-        digest.update(f"{s.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:24]
+        digest.update(f"{s.path}|{stat.st_size}|{stat.st_mtime_ns}|{s.label}\n".encode())
+    return digest.hexdigest()
 
 
 def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str, keep: bool = True,
@@ -212,7 +216,7 @@ def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str, k
 
     index_file = None
     if keep and disk_dir is not None:
-        key = _cache_key(samples, size, keep_aspect)
+        key = files_key(samples, {"size": size, "keep_aspect": keep_aspect, "loader": "load_square v1"})[:24]
         disk_dir = Path(disk_dir)
         disk_dir.mkdir(parents=True, exist_ok=True)
         array_file, index_file = disk_dir / f"images_{key}.npy", disk_dir / f"images_{key}.json"
@@ -235,7 +239,7 @@ def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str, k
         good.append(i)
     if index_file is not None:
         cache.flush()
-        index_file.write_text(json.dumps({"good": good, "errors": errors}))  # written last: marks it complete
+        atomic_write_text(index_file, json.dumps({"good": good, "errors": errors}))  # last: marks it complete
     if cache is not None:
         cache = cache[: len(good)]
     return cache, good, errors

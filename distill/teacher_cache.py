@@ -11,7 +11,8 @@ the student's input size and stored too, so training reads pixels and logits and
 of each image per epoch, drawn anew each time, with the teacher's logits for exactly that view.
 
 Files in ``cache_dir``, named by a hash of everything the outputs depend on (teacher weights and
-precision, image list, augmentation, views, mixing, seed), so stale outputs are never reused:
+precision, image files, the augmentation pipeline's own serialisation, views, mixing, seed; see
+``cache_key``), so outputs made under another definition are not reused:
 ``<stem>.record.pt`` (seeds, partners, weights, boxes), ``<stem>.logits.npy`` (float32 N x K x C),
 ``<stem>.<S>px.npy`` (uint8 N x K x 3 x S x S, the student's views) and a ``.progress.json`` beside each
 ``.npy``. Both arrays are memory-mapped: RAM holds what the page cache keeps. A fill that is stopped
@@ -27,7 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import albumentations
 import lightning as L
 import numpy as np
 import torch
@@ -36,8 +36,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill.checkpoint import atomic_write, atomic_write_text
 from distill.console import duration, say
-from distill.data import ImageDataset
+from distill.data import ImageDataset, files_key
 from distill.preprocess import model_input, resize_uint8
+from distill.transforms import definition
 from distill.runtime import OnnxForward, onnxruntime_available
 from distill.teacher import FrozenTeacher
 
@@ -158,14 +159,11 @@ def _fingerprint(teacher: FrozenTeacher) -> str:
 def cache_key(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: int, mix: MixSpec,
               backend: str = "torch") -> str:
     """Hash of everything the cached outputs depend on (``backend``: what runs the teacher's forward)."""
-    digest = hashlib.sha256(_fingerprint(teacher).encode())
-    for sample in dataset.samples:
-        stat = Path(sample.path).stat()
-        digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}|{sample.label}\n".encode())
-    digest.update(f"size={dataset.size}|aspect={dataset.keep_aspect}|augment={dataset.augment_name}|views={views}|"
-                  f"seed={seed}|mix={asdict(mix)}|precision={teacher.precision}|backend={backend}|"
-                  f"albumentations={albumentations.__version__}|v={FORMAT_VERSION}".encode())
-    return digest.hexdigest()
+    return files_key(dataset.samples, {
+        "teacher": _fingerprint(teacher), "precision": teacher.precision, "backend": backend,
+        "size": dataset.size, "keep_aspect": dataset.keep_aspect,
+        "augment": definition(dataset.augment),  # what the preset does, not its name
+        "views": views, "seed": seed, "mix": asdict(mix), "format": FORMAT_VERSION})
 
 
 def job_share(total: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -14,8 +14,9 @@ import albumentations as A  # noqa: E402
 AUGMENTATIONS = ("none", "light", "strong")
 
 
-def augmentation(preset: str) -> A.ReplayCompose:
-    """The named augmentation preset; ``ReplayCompose`` so applied parameters can be recorded and replayed."""
+def augmentation(preset: str) -> A.Compose:
+    """The named augmentation preset. A view is reproduced by seeding the pipeline
+    (``set_random_seed``: same seed, same pixels); ``definition`` serialises what it does."""
     if preset not in AUGMENTATIONS:
         raise ValueError(f"augment={preset!r}: choose one of {AUGMENTATIONS}")
     if preset == "none":
@@ -35,4 +36,10 @@ def augmentation(preset: str) -> A.ReplayCompose:
             A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8),
             A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.2), hole_width_range=(0.05, 0.2), p=0.5),
         ]
-    return A.ReplayCompose(ops)
+    return A.Compose(ops)
+
+
+def definition(pipeline: A.BaseCompose) -> dict:
+    """What ``pipeline`` does, as albumentations serialises it (every transform and parameter): caches key on
+    this, so changing a preset's definition invalidates outputs made with the old one."""
+    return A.to_dict(pipeline)

@@ -80,6 +80,27 @@ def test_cache_key_follows_teacher_images_views_mixing_and_precision(fresh_demo)
     assert cache_key(make_teacher(0), ds_less, 2, 0, MixSpec()) != key  # new image list
 
 
+def test_changing_a_presets_definition_refills_the_cache(fresh_demo, tmp_path, monkeypatch):
+    """The key holds what the augmentation does, not its name: a redefined ``strong`` gets a new cache."""
+    import albumentations as A
+
+    import distill.data
+
+    _, ds = train_set(fresh_demo)
+    teacher = make_teacher(0)
+    old = filled(teacher, ds, tmp_path)
+    assert old.complete()
+    monkeypatch.setattr(distill.data, "augmentation", lambda name: A.Compose([A.HorizontalFlip(p=1.0)]))
+    _, redefined = train_set(fresh_demo)
+    assert redefined.augment_name == ds.augment_name == "strong"
+    new = ViewCache(teacher, redefined, tmp_path, 2, num_classes=9, student_size=24)
+    assert new.stem != old.stem and not new.complete()  # not served the old views and logits
+    new.create()
+    new.fill_share()
+    mirrored = torch.from_numpy(redefined.base_image(0)[:, ::-1].copy()).permute(2, 0, 1)
+    assert torch.equal(redefined.view(0, int(new.record().seeds[0, 0])), mirrored)  # the new definition's view
+
+
 def test_mixup_and_cutmix_views_by_hand(demo_root):
     _, ds = train_set(demo_root)
     n = len(ds)
