@@ -17,14 +17,22 @@ from torch import nn
 from distill.models import Preprocess, create_model, read_state_dict
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: a kill never leaves a half-written file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: a kill never leaves a half-written file. The file
+    gets the mode a plain ``open()`` would give it (0666 less the umask), not the temporary file's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -46,6 +54,24 @@ def save_trained(path: str | Path, model: nn.Module, model_def: str | dict, num_
     return atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
+class DamagedFileError(ValueError):
+    """A model or checkpoint file that exists but cannot be read (truncated, overwritten, not a model file)."""
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` of a model file or checkpoint, with an error that names the file when it is damaged."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, garbage bytes, a pickle that is not plain data
+        raise DamagedFileError(f"model file {path} is damaged ({type(err).__name__}: {err}); delete it and rerun the "
+                               "command or stage that wrote it (the pipeline rebuilds a stage whose files fail to "
+                               "load)") from err
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise DamagedFileError(f"{path} is not a model file of this library (no state_dict): delete it or point "
+                               "to the model.pt / .ckpt a stage wrote")
+    return data
+
+
 def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by ``save_trained`` or trained by a ``distill.module`` module (a Lightning ``.ckpt``).
 
@@ -54,7 +80,7 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = read_model_file(path)
     if "state_dict" in data and "hyper_parameters" in data:  # Lightning checkpoint of a distill.module module
         hp = data["hyper_parameters"]
         if data.get("model_def") is None:

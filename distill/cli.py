@@ -61,6 +61,33 @@ class DistillCLI(LightningCLI):
                 say(f"precision auto: {config.trainer.precision} ({choice.reason})")
 
 
+class ConfigCheck(DistillCLI):
+    """Parses and type-checks a config like ``DistillCLI`` and builds nothing (no data, model or trainer)."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> None:
+    """Raise ``ValueError`` naming the option when ``args`` on top of ``config_files`` is not a valid ``fit``
+    config (unknown key, wrong type, bad choice): the pipeline checks every stage before the first one runs."""
+    from jsonargparse import ArgumentError
+
+    parser_kwargs: dict[str, Any] = {"exit_on_error": False}
+    if config_files:
+        parser_kwargs["default_config_files"] = [str(p) for p in config_files]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+            ConfigCheck(Classifier, WasteDataModule, subclass_mode_model=True, seed_everything_default=0, args=args,
+                        run=False, parser_kwargs=parser_kwargs)
+    except ArgumentError as err:
+        raise ValueError(f"invalid config ({', '.join(str(p) for p in config_files)} + overrides): {err}") from None
+
+
 def build_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True,
               config_files: list[str | Path] = ()) -> DistillCLI:
     """The CLI on ``args`` (a command line as a list, or with ``run=False`` a config dict) instead of

@@ -125,6 +125,21 @@ def holdout_split(samples: list[Sample], root: Path, fraction: float, seed: int)
                                                                 key=lambda s: (s.label, s.path))
 
 
+class ClassMismatchError(ValueError):
+    """A trained model whose class names (or their order) differ from a data root's class folders."""
+
+
+def check_class_names(trained_on: list[str] | None, here: list[str] | None, root: str | Path | None = None) -> None:
+    """Stop when a model trained on ``trained_on`` meets a data root whose class folders are ``here``: every
+    prediction would carry another class's name (or the weights would not even fit)."""
+    if trained_on and here and list(trained_on) != list(here):
+        raise ClassMismatchError(
+            f"the model was trained on {len(trained_on)} classes {list(trained_on)}, but the class folders of "
+            f"{root or 'the data root'} are {list(here)}"
+            + (" (the same names in another order)" if sorted(trained_on) == sorted(here) else "")
+            + ": use the data root it was trained on, or give its class folders the same names")
+
+
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded stratified split of indices: ``round(fraction * n_c)`` of each class (at least 1 when the
     class has 2 or more images) go to the second list."""
@@ -301,12 +316,19 @@ class WasteDataModule(L.LightningDataModule):
             tr, va = stratified_split([s.label for s in pooled], val_fraction, seed)
             train, val = [pooled[i] for i in tr], [pooled[i] for i in va]
         self.train_samples, self.val_samples = train, val
+        untrained = [(name, sum(s.label == i for s in val)) for i, name in enumerate(self.class_names)
+                     if not any(s.label == i for s in train)]
+        if untrained:
+            warnings.warn(f"{self.root}: class(es) with no training image, which the model cannot learn: "
+                          + ", ".join(f"{name} ({n} in validation)" for name, n in untrained)
+                          + "; add training images or use data.val_mode: merge", stacklevel=2)
         self.predict_dir = Path(predict_dir) if predict_dir else self.root / "test" / "NoLabel"
         if predict_fallback not in (None, "blank", *self.class_names):
             raise ValueError(f"predict_fallback={predict_fallback!r}: choose null, 'blank' or a class name "
                              f"{self.class_names}")
         self.skipped_files: list[str] = []
         self.predict_unreadable: list[str] = []  # unreadable images handled by predict_fallback
+        self.predict_skipped: dict[str, str] = {}  # images under the predict folder not predicted, and why
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
         self.holdout_set: ImageDataset | None = None
@@ -338,6 +360,12 @@ class WasteDataModule(L.LightningDataModule):
             self._prepare_labelled(("holdout",) if self.holdout_samples else ("val",))
         if stage in (None, "predict") and self.predict_set is None:
             samples = predict_samples(self.predict_dir)
+            self.predict_skipped = {str(p): "in a sub-folder of the prediction folder (rows are bare file names)"
+                                    for p in nested_images(self.predict_dir)}
+            if self.predict_skipped:
+                warnings.warn(f"{len(self.predict_skipped)} image(s) in sub-folders of {self.predict_dir} are not "
+                              "predicted (recorded in report.json):\n  " + "\n  ".join(self.predict_skipped),
+                              stacklevel=2)
             self._announce_cache(len(samples))
             cache, _, errors = decode_all(samples, hp.image_size, hp.keep_aspect, "decoding test images",
                                           keep=hp.cache_images, disk_dir=hp.image_cache_dir)
@@ -419,11 +447,21 @@ def _with_blanks(cache, samples: list[Sample], errors: dict[str, str], size: int
 
 
 def predict_samples(folder: Path) -> list[Sample]:
-    """Every image of ``folder``, sorted by file name, unlabelled."""
+    """Every image of ``folder``, sorted by file name, unlabelled. Images in sub-folders are not predicted
+    (a submission row is a bare file name); ``nested_images`` lists them so the caller can say so."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"prediction folder not found: {folder} (expected ROOT/test/NoLabel/ or set predict_dir)")
     images = list_images(folder)
     if not images:
-        raise FileNotFoundError(f"no images in prediction folder {folder}")
+        nested = nested_images(folder)
+        raise FileNotFoundError(f"no images in prediction folder {folder}"
+                                + (f" ({len(nested)} in its sub-folders, e.g. {nested[0]}: move them up)" if nested else ""))
     return [Sample(p, UNLABELED) for p in images]
+
+
+def nested_images(folder: Path) -> list[Path]:
+    """Image files in the sub-folders of ``folder`` (any depth; hidden ones ignored), sorted."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and p.parent != Path(folder) and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))

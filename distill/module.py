@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from distill.data import check_class_names
 from distill.losses import KD, DistillLoss, Focal, LabelLoss, Terms
 from distill.preprocess import channels_last, model_input, unit_float
 from distill.teacher import FrozenTeacher, TeacherSpec
@@ -234,6 +235,11 @@ class Classifier(L.LightningModule):
         checkpoint["base_size"] = getattr(getattr(datamodule, "hparams", None), "image_size", None)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Called before the weights are loaded: a checkpoint of other classes (names or order) stops here,
+        not in a size-mismatch traceback or, worse, in a submission shifted by one class."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        check_class_names((checkpoint.get("hyper_parameters") or {}).get("class_names"), self.hparams.class_names,
+                          getattr(datamodule, "root", None))
         self.best_val_f1 = checkpoint.get("best_val_f1")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from distill.checkpoint import atomic_write_text, load_trained, save_trained
+from distill.checkpoint import DamagedFileError, atomic_write_text, load_trained, read_model_file, save_trained
 from distill.console import say
 from distill.precision import machine_info, resolve
 
@@ -124,6 +125,43 @@ class StageRecord:
         return cls(**json.loads(path.read_text()))
 
 
+class OutputLock:
+    """An exclusive lock on an output folder for one pipeline at a time (``fcntl.flock`` on ``.distill.lock``:
+    released by the kernel when the holder exits, however it exits). A second run says who holds it."""
+
+    def __init__(self, out: Path, command: str = ""):
+        self.path, self.command, self.handle = Path(out) / ".distill.lock", command, None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise OutputInUseError(f"{self.path.parent} is in use by another pipeline ({holder}); wait for it to "
+                                   "finish or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: {self.command}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.truncate(0)
+            self.handle.close()  # closing releases the lock
+
+
+class OutputInUseError(RuntimeError):
+    """The output folder is locked by another running pipeline."""
+
+
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Nested dict ``override`` on top of ``base`` (a new dict; neither is changed)."""
     out = copy.deepcopy(base)
@@ -137,7 +175,12 @@ def parse_setting(text: str) -> dict[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE, e.g. trainer.max_epochs=30")
-    out: dict[str, Any] = yaml.safe_load(value)
+    try:
+        out: dict[str, Any] = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or err).strip()
+        raise argparse.ArgumentTypeError(f"--set {text!r}: the value of {key} is not valid YAML ({problem}); quote "
+                                         "strings and close brackets, e.g. --set 'trainer.max_epochs=30'") from None
     for part in reversed(key.split(".")):
         out = {part: out}
     return out
@@ -150,13 +193,24 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     record_path = run_dir / "stage.json"
     if record_path.exists():
         record = StageRecord.load(record_path)
-        say(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record.val_f1:.4f})")
-        return record
+        try:
+            load_trained(record.model_file)
+        except (OSError, ValueError) as err:  # a damaged or missing model file: rebuild the stage
+            say(f"[pipeline] stage {run_dir} is finished but its model does not load ({err}); running it again")
+        else:
+            say(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record.val_f1:.4f})")
+            return record
     checkpoints = run_dir / "checkpoints"
     args = merge(settings, {"seed_everything": seed, "trainer": {"default_root_dir": str(run_dir)},
                             "checkpoint": {"dirpath": str(checkpoints)},
                             "last_checkpoint": {"dirpath": str(checkpoints)}})
     resume = checkpoints / "last.ckpt"
+    if resume.exists():
+        try:
+            read_model_file(resume)
+        except DamagedFileError as err:
+            say(f"[pipeline] {err}: starting the stage afresh (the damaged file is kept as last.ckpt.damaged)")
+            resume.replace(resume.with_name("last.ckpt.damaged"))
     say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume.exists() else ""))
     start = time.time()
     cli = build_cli(args, run=False, config_files=configs)
@@ -214,6 +268,18 @@ def compare_on_holdout(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str
     comparison = paired_bootstrap(np.array(runs[0]["labels"]), [np.array(r["preds"]) for r in runs[: len(kd)]],
                                   [np.array(r["preds"]) for r in runs[len(kd):]], len(runs[0]["class_names"]))
     return {**asdict(comparison), "images": len(runs[0]["labels"])}
+
+
+def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_settings: dict[str, Any]) -> None:
+    """Parse every stage's config (recipe files + overrides) before the first stage runs."""
+    from distill.cli import check_config
+
+    check_config(teacher_settings, recipe.configs("teacher"))
+    check_config(student_settings, recipe.configs("student"))
+    prune = recipe.prune()
+    if prune is not None:
+        for part in ("train", "finetune"):
+            check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
 
 
 def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02) -> dict[str, Any]:
@@ -280,13 +346,16 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     # the teacher holds out exactly the images the students hold out (never trained on by any stage)
     student_data = merge(recipe.data(), student_settings["data"])
     holdout = {k: student_data[k] for k in HOLDOUT_KEYS if k in student_data}
+    teacher_settings = merge(data, {"data": holdout})
+    with_teacher = merge(student_settings, {
+        "model": {"init_args": {"teacher": {"weights": str(out / "teacher" / "model.pt")}}},
+        "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
+    check_stages(recipe, teacher_settings, with_teacher)  # a typo fails now, not after the teacher's fine-tune
     t0 = time.time()
-    teacher = run_fit(recipe.configs("teacher"), out / "teacher", merge(data, {"data": holdout}), seeds[0])
+    teacher = run_fit(recipe.configs("teacher"), out / "teacher", teacher_settings, seeds[0])
     if teacher_only:
         return {"teacher_f1": teacher.val_f1, "seconds": {"teacher": teacher.seconds}}
-    with_teacher = merge(student_settings, {
-        "model": {"init_args": {"teacher": {"weights": teacher.model_file}}},
-        "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
+    with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {"weights": teacher.model_file}}}})
     without_teacher = merge(student_settings, {"model": {"init_args": {"teacher": None}}})
     kd = [student_stage(recipe, out, with_teacher, s) for s in seeds]
     ce = [run_fit(recipe.configs("student"), out / "student_ce" / f"seed_{s}", without_teacher, s)
@@ -407,8 +476,9 @@ def main(argv: list[str] | None = None) -> None:
     settings: dict[str, Any] = {}
     for setting in args.settings:
         settings = merge(settings, setting)
-    summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
-                           args.results_json, settings, args.teacher_only, command)
+    with OutputLock(out, command):
+        summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
+                               args.results_json, settings, args.teacher_only, command)
     if args.teacher_only:
         print(f"teacher val macro F1: {summary['teacher_f1']:.4f} ({summary['seconds']['teacher']:.0f} s)")
         return

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassF1S
 
 from distill.checkpoint import atomic_write_text, load_trained
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
-from distill.data import WasteDataModule
+from distill.data import WasteDataModule, check_class_names
 from distill.preprocess import model_input
 
 
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model, meta = load_trained(args.model)
     dm = WasteDataModule(args.data, image_size=meta["base_size"], augment="none", keep_aspect=args.keep_aspect)
+    check_class_names(meta.get("class_names"), dm.class_names, args.data)
     card = report_card(model, dm, args.out)
     print(f"val macro F1 {card['val_macro_f1']:.4f}, score {card['score']:.4f}; wrote {Path(args.out) / 'report_card.md'}")
 

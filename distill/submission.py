@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.checkpoint import atomic_write_text
+from distill.console import say
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 
 LAYOUTS = ("csv", "competition")
@@ -29,6 +32,17 @@ def free_output_dir(out_dir: Path, overwrite: bool, filename: str = "submission.
     while (out_dir / f"version_{n}" / filename).exists():
         n += 1
     return out_dir / f"version_{n}"
+
+
+OUTPUTS = ("submission.csv", "report.json")
+
+
+def set_aside(out_dir: Path) -> None:
+    """Rename an existing submission and report in ``out_dir`` to ``*.previous``: a predict that then fails
+    leaves no ``submission.csv`` that could pass for its own."""
+    for name in OUTPUTS:
+        if (out_dir / name).exists():
+            (out_dir / name).replace(out_dir / f"{name}.previous")
 
 
 def submission_rows(names: list[str], preds: list[int], class_names: list[str]) -> list[tuple[str, str]]:
@@ -73,8 +87,13 @@ class SubmissionWriter(BasePredictionWriter):
         self.out_dir, self.layout = out_dir, layout
         self.allow_rule_violations, self.overwrite = allow_rule_violations, overwrite
         self.written: Path | None = None
+        self.run_id = ""
+        self.target: Path | None = None  # the folder this run writes into
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.run_id, self.written = uuid.uuid4().hex[:12], None
+        self.target = free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
+        set_aside(self.target)  # an older submission there is never mistaken for this run's
         if trainer.world_size > 1:
             raise RuntimeError("predict writes one submission: run it on a single device (--trainer.devices 1)")
         net = pl_module.net
@@ -102,7 +121,7 @@ class SubmissionWriter(BasePredictionWriter):
             preds = [class_names.index(fallback) if n in unreadable else p for n, p in zip(names, preds)]
         rows = submission_rows(names, preds, class_names)
         complexity = self.complexity
-        out = free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
+        out = self.target or free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
         # the competition layout carries the figure of the competition's own counter (fvcore's stays in report.json)
         text = render_csv(rows) if self.layout == "csv" else render_competition(rows, complexity["macs_competition"])
         self.written = atomic_write_text(out / "submission.csv", text)
@@ -121,5 +140,19 @@ class SubmissionWriter(BasePredictionWriter):
             "predicted_class_counts": {c: sum(1 for _, l in rows if l == c) for c in class_names},
             "unreadable_images": sorted(unreadable),
             "predict_fallback": fallback if unreadable else None,
+            "skipped_files": dict(getattr(dm, "predict_skipped", {})),
+            "run_id": self.run_id, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+        for name in OUTPUTS:  # this run's files are complete: the set-aside ones are not needed any more
+            (out / f"{name}.previous").unlink(missing_ok=True)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A predict that failed (even in the data module's setup, before ``on_predict_start``) leaves no
+        ``submission.csv`` where it would have written one."""
+        if trainer.state.fn != "predict" or self.written is not None:
+            return
+        target = self.target or free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
+        set_aside(target)
+        if (target / "submission.csv.previous").exists():
+            say(f"predict failed: no new submission in {target}; the previous one is now submission.csv.previous")

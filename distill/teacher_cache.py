@@ -172,9 +172,11 @@ def job_share(total: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 class _Progress:
-    """How many jobs of one process's share of one array are done; written atomically as jobs finish."""
+    """How many jobs of one process's share of one array are done; written atomically as jobs finish. A
+    finished share also records the checksum of its rows (``share_checksum``), checked before every reuse."""
 
     def __init__(self, array: Path, rank: int, start: int, stop: int):
+        self.array = array
         self.path = array.with_name(f"{array.stem}.progress{rank}.json")
         self.start, self.stop = start, stop
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -183,7 +185,57 @@ class _Progress:
 
     def save(self, done: int, seconds: float) -> None:
         self.done, self.seconds = done, seconds
-        atomic_write_text(self.path, json.dumps({"share": [self.start, self.stop], "done": done, "seconds": seconds}))
+        record = {"share": [self.start, self.stop], "done": done, "seconds": seconds}
+        if done == self.stop:
+            record["sha256"] = share_checksum(np.load(self.array, mmap_mode="r"), self.start, self.stop)
+        atomic_write_text(self.path, json.dumps(record))
+
+
+def share_checksum(array: np.ndarray, start: int, stop: int) -> str:
+    """sha256 of jobs ``start .. stop-1`` of an ``N x K x ...`` array (job = i * K + k)."""
+    rows = array.reshape(-1, *array.shape[2:])
+    digest = hashlib.sha256()
+    for begin in range(start, stop, 4096):
+        digest.update(np.ascontiguousarray(rows[begin:min(stop, begin + 4096)]).tobytes())
+    return digest.hexdigest()
+
+
+def intact_size(path: Path, shape: tuple[int, ...], dtype) -> bool:
+    """Whether the ``.npy`` file at ``path`` has the header of ``shape``/``dtype`` and every byte of its data."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+            offset = f.tell()
+    except (OSError, ValueError):
+        return False
+    if tuple(header[0]) != tuple(shape) or np.dtype(header[2]) != np.dtype(dtype):
+        return False
+    return path.stat().st_size == offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+
+def verify(array: Path, shape: tuple[int, ...], dtype) -> list[str]:
+    """Check a cache array against its record: a file of the wrong size is removed with every progress file
+    (all of it is filled again); a finished share whose checksum differs loses its progress file (that share
+    is filled again). Returns what was found, one line each."""
+    found = []
+    progress_files = sorted(array.parent.glob(f"{array.stem}.progress*.json"))
+    if not array.is_file():
+        return found
+    if not intact_size(array, shape, dtype):
+        found.append(f"{array} has the wrong size for {shape} {np.dtype(dtype).name} (truncated or overwritten)")
+        array.unlink()
+        for p in progress_files:
+            p.unlink()
+        return found
+    values = np.load(array, mmap_mode="r")
+    for p in progress_files:
+        saved = json.loads(p.read_text())
+        start, stop = saved["share"]
+        if saved.get("done") == stop and saved.get("sha256") != share_checksum(values, start, stop):
+            found.append(f"{array}: views {start}..{stop - 1} do not match the checksum written with them")
+            p.unlink()
+    return found
 
 
 def complete(array: Path, total: int) -> bool:
@@ -196,15 +248,14 @@ def complete(array: Path, total: int) -> bool:
     return array.is_file() and done >= total
 
 
-def _open_array(path: Path, shape: tuple[int, ...], dtype) -> np.memmap:
-    """The ``.npy`` memory map at ``path``, created (by the caller's process) if it is not there yet."""
+def _create_array(path: Path, shape: tuple[int, ...], dtype) -> None:
+    """Create the ``.npy`` file at ``path`` (zeros) if it is not there yet; an existing one is not touched."""
     if path.is_file():
-        return np.load(path, mmap_mode="r+")
+        return
     tmp = path.with_name(path.name + ".tmp")
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
     del array
     tmp.replace(path)
-    return np.load(path, mmap_mode="r+")
 
 
 @torch.no_grad()
@@ -275,15 +326,30 @@ class ViewCache:
         """Disk taken by the views at the student's size (the logits are small)."""
         return self.n * self.views * 3 * self.size**2 / 2**30 if self.render else 0.0
 
+    def arrays(self) -> dict[Path, tuple[tuple[int, ...], type]]:
+        """The cache's memory-mapped files, each with its shape and dtype."""
+        out = {self.logits_file: ((self.n, self.views, self.num_classes), np.float32)}
+        if self.render:
+            out[self.views_file] = ((self.n, self.views, 3, self.size, self.size), np.uint8)
+        return out
+
+    def verify(self) -> list[str]:
+        """Check sizes and checksums before reuse; damaged parts are removed so that they are filled again."""
+        found = [line for path, (shape, dtype) in self.arrays().items() for line in verify(path, shape, dtype)]
+        for line in found:
+            say(f"teacher cache damaged: {line}; filling it again")
+        return found
+
     def create(self) -> None:
-        """Draw and save the record; create the arrays (once, before any process fills them)."""
+        """Draw and save the record; check what is there; create missing arrays (once, before any process
+        fills them)."""
         self.stem.parent.mkdir(parents=True, exist_ok=True)
+        self.verify()
         if not self.record_file.is_file():
             record = draw_views(self.n, self.views, self.source.size, self.seed, self.mix)
             atomic_write(self.record_file, lambda tmp: torch.save(asdict(record), tmp))
-        _open_array(self.logits_file, (self.n, self.views, self.num_classes), np.float32)
-        if self.render:
-            _open_array(self.views_file, (self.n, self.views, 3, self.size, self.size), np.uint8)
+        for path, (shape, dtype) in self.arrays().items():
+            _create_array(path, shape, dtype)
 
     def record(self) -> ViewRecord:
         return ViewRecord(**torch.load(self.record_file, weights_only=True))
@@ -300,10 +366,9 @@ class ViewCache:
         total = self.n * self.views
         start, stop = job_share(total, rank, world_size)
         record = self.record()
-        logits = np.load(self.logits_file, mmap_mode="r+")
         size, render = self.size, self.render
-        if not complete(self.logits_file, total):
-            arrays = {"logits": logits}
+        if not complete(self.logits_file, total):  # a complete cache is never opened for writing
+            arrays = {"logits": np.load(self.logits_file, mmap_mode="r+")}
             if render:
                 arrays["views"] = np.load(self.views_file, mmap_mode="r+")
             progress = _Progress(self.logits_file, rank, start, stop)

@@ -51,7 +51,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, garbage, or a pickle that is not plain data
+        raise ValueError(f"weights file {path} is damaged or not a weights file ({type(err).__name__}: {err}); "
+                         "delete it and rerun what wrote it") from err
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):

@@ -1,0 +1,240 @@
+"""No silent wrong answers, errors a person can act on (issue: reliability, round 2). Each test reproduces
+one case as a user would meet it, through the installed ``distill`` command where the behaviour is the
+command's."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from distill.checkpoint import DamagedFileError, atomic_write_text, load_trained, save_trained
+from distill.cli import build_cli
+from distill.commands import main as distill_main
+from distill.data import WasteDataModule
+from distill.demo import make_demo_dataset
+from distill.models import create_model
+from distill.pipeline import OutputInUseError, OutputLock, Recipe, run_pipeline
+from distill.teacher import FrozenTeacher
+from distill.teacher_cache import ViewCache
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A student trained for one epoch on the demo data: (data root, its config.yaml, best.ckpt)."""
+    base = tmp_path_factory.mktemp("trained")
+    root = make_demo_dataset(base / "data", per_class=8, test_images=5, seed=3, min_side=20, max_side=40)
+    out = base / "run"
+    cli = build_cli(["fit", "--data.root", str(root), "--data.image_size", "32", "--data.batch_size", "16",
+                     "--model.student", "nano", "--model.input_size", "32", "--model.teacher", "null",
+                     "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(out), *QUIET])
+    config = next(out.glob("lightning_logs/version_*/config.yaml"))
+    return root, config, cli.trainer.checkpoint_callback.best_model_path
+
+
+def predict(config, ckpt, *extra):
+    distill_main(["predict", "--config", str(config), "--ckpt_path", str(ckpt), *QUIET, *extra])
+
+
+# ---------------------------------------------------------------- 1. a damaged teacher cache is never used
+
+def small_cache(root, cache_dir):
+    dm = WasteDataModule(str(root), image_size=32, augment="strong", batch_size=8)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
+    cache = ViewCache(teacher, dm.train_set, cache_dir, 2, num_classes=9, student_size=16)
+    cache.create()
+    cache.fill_share()
+    return teacher, dm.train_set
+
+
+def test_truncated_or_altered_cache_is_refilled_not_used(fresh_demo, tmp_path, capsys):
+    teacher, dataset = small_cache(fresh_demo, tmp_path)
+    cache = ViewCache(teacher, dataset, tmp_path, 2, num_classes=9, student_size=16)
+    good_logits = np.array(np.load(cache.logits_file))
+    good_views = np.array(np.load(cache.views_file))
+    assert cache.complete()
+
+    with open(cache.logits_file, "r+b") as f:  # truncate: numpy would pad it with zeros if opened for writing
+        f.truncate(cache.logits_file.stat().st_size - 64)
+    opened = []
+    real_load = np.load
+    np.load = lambda *a, **k: opened.append(k.get("mmap_mode")) or real_load(*a, **k)
+    try:
+        cache.create()
+        assert "wrong size" in capsys.readouterr().out and not cache.complete()
+        cache.fill_share()
+    finally:
+        np.load = real_load
+    assert np.array_equal(np.load(cache.logits_file), good_logits)
+
+    views = np.load(cache.views_file, mmap_mode="r+")  # same size, other bytes: caught by the checksum
+    views[1, 0, 0, 0, :4] ^= 0xFF
+    views.flush()
+    del views
+    cache.create()
+    assert "checksum" in capsys.readouterr().out and not cache.complete()
+    cache.fill_share()
+    assert np.array_equal(np.load(cache.views_file), good_views) and cache.complete()
+
+    opened.clear()
+    np.load = lambda *a, **k: opened.append(k.get("mmap_mode")) or real_load(*a, **k)
+    try:  # a complete cache is read, never opened for writing
+        cache.create()
+        cache.fill_share()
+        cache.dataset()
+    finally:
+        np.load = real_load
+    assert "r+" not in opened and "w+" not in opened
+
+
+# ---------------------------------------------------------------- 2. classes of the checkpoint vs the data root
+
+def test_predict_on_other_class_folders_stops_with_both_lists(trained, tmp_path, capsys):
+    root, config, ckpt = trained
+    renamed = shutil.copytree(root, tmp_path / "renamed")
+    for split in ("train", "val"):
+        (renamed / split / "Battery").rename(renamed / split / "Zinc")
+    with pytest.raises(SystemExit) as exit_info:
+        predict(config, ckpt, "--data.root", str(renamed), "--submission.out_dir", str(tmp_path / "a"))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "'Battery'" in err and "'Zinc'" in err and str(renamed) in err
+    assert not (tmp_path / "a" / "submission.csv").exists()
+
+    fewer = shutil.copytree(root, tmp_path / "fewer")
+    for split in ("train", "val"):
+        for folder in sorted((fewer / split).iterdir())[3:]:
+            shutil.rmtree(folder)
+    with pytest.raises(SystemExit):
+        predict(config, ckpt, "--data.root", str(fewer), "--submission.out_dir", str(tmp_path / "b"))
+    err = capsys.readouterr().err
+    assert "trained on 9 classes" in err and "size mismatch" not in err
+
+
+# ---------------------------------------------------------------- 3. damaged model files
+
+def test_truncated_model_file_is_named_and_the_pipeline_rebuilds_the_stage(demo_root, tmp_path, capsys):
+    model = create_model("nano", 9, input_size=32)
+    path = save_trained(tmp_path / "model.pt", model, "nano", 9, base_size=32)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(DamagedFileError, match=f"model file {path} is damaged"):
+        load_trained(path)
+    with pytest.raises(SystemExit):
+        distill_main(["report", str(path), "--data", str(demo_root), "--out", str(tmp_path / "card")])
+    assert f"model file {path} is damaged" in capsys.readouterr().err
+
+    out = tmp_path / "out"
+    fast = {"trainer": {"max_epochs": 1, "enable_progress_bar": False, "limit_train_batches": 2},
+            "teacher_cache": {"views": 1}}
+    run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                 settings=fast, teacher_only=True)
+    teacher_file = out / "teacher" / "model.pt"
+    with open(teacher_file, "r+b") as f:
+        f.truncate(teacher_file.stat().st_size - 100)
+    capsys.readouterr()
+    run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                 settings=fast, teacher_only=True)
+    assert "does not load" in capsys.readouterr().out
+    load_trained(teacher_file)  # rebuilt
+
+
+# ---------------------------------------------------------------- 4-6. errors a person can act on
+
+def test_bad_set_value_names_the_option_and_key(capsys):
+    with pytest.raises(SystemExit):
+        distill_main(["pipeline", "--recipe", "demo", "--out", "x", "--set", "trainer.max_epochs=[1"])
+    err = capsys.readouterr().err
+    assert "--set 'trainer.max_epochs=[1'" in err and "trainer.max_epochs" in err and "Traceback" not in err
+    assert len(err.splitlines()) < 12
+
+
+def test_expected_errors_print_the_message_not_a_traceback(tmp_path):
+    command = [sys.executable, "-m", "distill", "pipeline", "--recipe", "demo", "--out", str(tmp_path / "o"),
+               "--data-root", str(tmp_path / "no_such_root")]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "DISTILL_VERBOSE": ""})
+    assert quiet.returncode == 2
+    assert "data root not found" in quiet.stderr and "Traceback" not in quiet.stderr
+    verbose = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "DISTILL_VERBOSE": "1"})
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+
+
+def test_every_stage_config_is_checked_before_the_teacher_trains(demo_root, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="nonsense"):
+        run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                     settings={"nonsense": 1})
+    with pytest.raises(ValueError, match="lr"):
+        run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                     settings={"model": {"init_args": {"lr": "fast"}}})
+    assert not (out / "teacher").exists()  # nothing ran
+
+
+# ---------------------------------------------------------------- 7-9. weak spots
+
+def test_class_without_training_images_is_named(fresh_demo):
+    for image in (fresh_demo / "train" / "Glass").iterdir():
+        image.unlink()
+    with pytest.warns(UserWarning, match=r"no training image.*Glass \(\d+ in validation\)"):
+        WasteDataModule(str(fresh_demo), image_size=32)
+
+
+def test_images_in_sub_folders_of_the_predict_folder_are_reported(trained, tmp_path):
+    root, config, ckpt = trained
+    data = shutil.copytree(root, tmp_path / "data")
+    nested = data / "test" / "NoLabel" / "more"
+    nested.mkdir()
+    shutil.copy(next((data / "test" / "NoLabel").glob("*.jpg")), nested / "deep.jpg")
+    with pytest.warns(UserWarning, match="1 image.*sub-folders"):
+        predict(config, ckpt, "--data.root", str(data), "--submission.out_dir", str(tmp_path / "o"))
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert list(report["skipped_files"]) == [str(nested / "deep.jpg")]
+    assert report["images"] == len(list((data / "test" / "NoLabel").glob("*.jpg")))
+
+
+def test_failed_predict_leaves_no_submission_that_passes_for_its_own(trained, tmp_path):
+    root, config, ckpt = trained
+    data = shutil.copytree(root, tmp_path / "data")
+    out = tmp_path / "o"
+    predict(config, ckpt, "--data.root", str(data), "--submission.out_dir", str(out))
+    first = json.loads((out / "report.json").read_text())
+    assert len(first["run_id"]) == 12
+    (data / "test" / "NoLabel" / "broken.jpg").write_bytes(b"")  # the next predict fails in its data setup
+    with pytest.raises(SystemExit):
+        predict(config, ckpt, "--data.root", str(data), "--submission.out_dir", str(out),
+                "--submission.overwrite", "true")
+    assert not (out / "submission.csv").exists() and not (out / "report.json").exists()
+    assert json.loads((out / "report.json.previous").read_text())["run_id"] == first["run_id"]
+
+
+# ---------------------------------------------------------------- 10-11. concurrent runs, file modes
+
+def test_second_pipeline_into_the_same_out_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    with OutputLock(out, "distill pipeline --recipe demo"):
+        with pytest.raises(OutputInUseError, match=rf"pid {os.getpid()}.*--recipe demo"):
+            OutputLock(out).__enter__()
+        with pytest.raises(SystemExit):
+            distill_main(["pipeline", "--recipe", "demo", "--out", str(out), "--data-root", str(tmp_path)])
+        assert "in use by another pipeline" in capsys.readouterr().err
+    with OutputLock(out):  # released when the holder is done
+        pass
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = atomic_write_text(tmp_path / "submission.csv", "image,label\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
