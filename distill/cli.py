@@ -24,6 +24,7 @@ from distill.data import WasteDataModule  # noqa: E402
 from distill.module import Classifier  # noqa: E402
 from distill.precision import choose  # noqa: E402
 from distill.console import quiet_third_party  # noqa: E402
+from distill.stopping import StopOnSignal  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
 from distill.teacher_cache import TeacherCache  # noqa: E402
 
@@ -43,6 +44,7 @@ class DistillCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.monitor": None,
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(StopOnSignal, "stop_on_signal")  # SIGTERM: stop after the batch
         parser.add_lightning_class_args(TeacherCache, "teacher_cache")
         parser.add_lightning_class_args(StudentComplexity, "complexity")
         parser.add_lightning_class_args(TimeEstimate, "time_estimate")

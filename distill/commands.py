@@ -15,6 +15,7 @@ from distill.cli import build_cli
 from distill.console import quiet_third_party
 from distill.pipeline import OutputInUseError
 from distill.preprocess import ImageLoadError
+from distill.stopping import StopRequested
 from distill.submission import RuleViolationError
 
 COMMANDS: dict[str, Callable[[list[str] | None], None]] = {
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         run_command(argv)
+    except StopRequested as stop:  # SIGTERM: progress saved; say how to resume, exit 143
+        print(f"distill: {stop}", file=sys.stderr)
+        sys.exit(stop.code)
+    except KeyboardInterrupt:
+        print("distill: interrupted; finished epochs and the cache fill's progress are saved: run the same "
+              "command again to resume", file=sys.stderr)
+        sys.exit(130)
     except Exception as err:
         known = expected_error(err)
         if known is None or os.environ.get("DISTILL_VERBOSE"):

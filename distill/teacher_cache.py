@@ -40,6 +40,7 @@ from distill.data import ImageDataset, files_key
 from distill.preprocess import model_input, resize_uint8
 from distill.transforms import definition
 from distill.runtime import OnnxForward, onnxruntime_available
+from distill.stopping import StopRequested, stop_requests
 from distill.teacher import FrozenTeacher
 
 FORMAT_VERSION = 2
@@ -271,25 +272,39 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
     views = record.views
     start, since_save = time.time() - progress.seconds, 0
     probe_start, probed = time.time(), 0
+    written = progress.done  # jobs before this one are in the arrays
+
+    def save() -> None:
+        for array in arrays.values():
+            array.flush()
+        progress.save(written, time.time() - start)
+
     with tqdm(total=progress.stop - progress.start, initial=progress.done - progress.start, desc=desc,
-              unit="view", dynamic_ncols=True) as bar:
-        for images, job in jobs:
-            i, k = (job // views).numpy(), (job % views).numpy()
-            for name, values in step(images).items():
-                arrays[name][i, k] = values.numpy()
-            since_save += len(job)
-            bar.update(len(job))
-            probed += len(job)
-            if probed >= 4 * batch_size and probe_start is not None:  # a short measured probe, then the estimate
-                rate = probed / (time.time() - probe_start)
-                say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration((progress.stop - int(job[-1]) - 1) / rate)}"
-                    " left")
-                probe_start = None
-            if since_save >= save_every or int(job[-1]) + 1 == progress.stop:
-                for array in arrays.values():
-                    array.flush()
-                progress.save(int(job[-1]) + 1, time.time() - start)
-                since_save = 0
+              unit="view", dynamic_ncols=True) as bar, stop_requests() as stop_requested:
+        try:
+            for images, job in jobs:
+                if stop_requested():  # SIGTERM: what is filled was saved after the previous batch
+                    raise StopRequested(f"stopped by SIGTERM: {desc} saved at {written - progress.start:,} of "
+                                        f"{progress.stop - progress.start:,} views; run the same command again "
+                                        "to resume the fill where it stopped")
+                i, k = (job // views).numpy(), (job % views).numpy()
+                for name, values in step(images).items():
+                    arrays[name][i, k] = values.numpy()
+                written = int(job[-1]) + 1
+                since_save += len(job)
+                bar.update(len(job))
+                probed += len(job)
+                if probed >= 4 * batch_size and probe_start is not None:  # a short measured probe, then the estimate
+                    rate = probed / (time.time() - probe_start)
+                    say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration((progress.stop - written) / rate)}"
+                        " left")
+                    probe_start = None
+                if since_save >= save_every or written == progress.stop or stop_requested():
+                    save()
+                    since_save = 0
+        except KeyboardInterrupt:  # Ctrl-C: keep every finished batch
+            save()
+            raise
 
 
 class ViewCache:

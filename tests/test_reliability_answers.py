@@ -238,3 +238,70 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+# ---------------------------------------------------------------- 12. prompt, safe stops (SIGTERM)
+
+def test_sigterm_during_the_fill_saves_it_and_the_rerun_resumes(fresh_demo, tmp_path):
+    import signal
+
+    from distill.stopping import StopRequested
+
+    dm = WasteDataModule(str(fresh_demo), image_size=32, augment="strong", batch_size=8)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
+    whole = ViewCache(teacher, dm.train_set, tmp_path / "whole", 4, num_classes=9, student_size=16)
+    whole.create()
+    whole.fill_share(batch_size=8)
+
+    cache = ViewCache(teacher, dm.train_set, tmp_path / "stopped", 4, num_classes=9, student_size=16)
+    cache.create()
+    calls = []
+
+    def forward(images):
+        calls.append(len(images))
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would, in the middle of the fill
+        return teacher(images)
+
+    with pytest.raises(StopRequested, match="saved at 16 of .* run the same command again") as stop:
+        cache.fill_share(batch_size=8, forward=forward)
+    assert stop.value.code == 143 and len(calls) == 2 and not cache.complete()
+    cache.fill_share(batch_size=8)  # the rerun goes on from view 16
+    assert cache.complete()
+    assert np.array_equal(np.load(cache.logits_file), np.load(whole.logits_file))
+    assert np.array_equal(np.load(cache.views_file), np.load(whole.views_file))
+
+
+def test_sigterm_during_a_fit_stops_within_a_batch_and_resumes(demo_root, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "distill", "fit", "--data.root", str(demo_root), "--data.image_size", "32",
+               "--data.batch_size", "4", "--model.student", "nano", "--model.input_size", "32",
+               "--model.teacher", "null", "--trainer.default_root_dir", str(out), *QUIET]
+    last = out / "checkpoints" / "last.ckpt"
+    run = subprocess.Popen([*command, "--trainer.max_epochs", "200", "--last_checkpoint.dirpath",
+                            str(out / "checkpoints")], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.time() + 240
+        while not last.exists() and run.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert last.exists(), "no epoch finished"
+        run.send_signal(signal.SIGTERM)
+        sent = time.time()
+        _, err = run.communicate(timeout=60)
+        stopped_after = time.time() - sent
+    finally:
+        run.kill()
+    assert run.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM at epoch" in err and str(last) in err
+    assert stopped_after < 20  # one batch, not the rest of the epoch (plus the process's own shutdown)
+    epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
+    resumed = subprocess.run([*command, "--trainer.max_epochs", str(epoch + 2), "--ckpt_path", str(last),
+                              "--last_checkpoint.dirpath", str(out / "checkpoints")],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == epoch + 1
