@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from common import data_root, machine, relative, write_result  # noqa: E402
+from distill.models import create_model  # noqa: E402
+
 from distill.data import WasteDataModule  # noqa: E402
 from distill.teacher import FrozenTeacher  # noqa: E402
 from distill.teacher_cache import MixSpec, ViewCache  # noqa: E402
-from distill.models import create_model  # noqa: E402
 
 
 def main() -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from common import machine, write_result  # noqa: E402
-from distill.runtime import onnx_session, to_onnx  # noqa: E402
+from distill.models import create_model  # noqa: E402
+
 from distill.precision import choose  # noqa: E402
 from distill.preprocess import channels_last  # noqa: E402
-from distill.models import create_model  # noqa: E402
+from distill.runtime import onnx_session, to_onnx  # noqa: E402
 
 TOLERANCE = 1e-3
 

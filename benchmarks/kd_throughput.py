@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
+from common import data_root, machine, relative, write_result  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
-from common import data_root, machine, relative, write_result  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import DistillModule  # noqa: E402
 from distill.teacher import TeacherSpec  # noqa: E402
@@ -65,7 +65,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # ImageNet Lite0 with a fresh head stands in for the fine-tuned teacher: same cost
         import torch
-
         from distill.models import create_model
 
         weights = str(Path(tmp) / "teacher.pt")

@@ -19,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
-
 from common import machine, write_result  # noqa: E402
+from distill.models import create_model, fuse_bn  # noqa: E402
+
 from distill.complexity import count_macs  # noqa: E402
 from distill.runtime import to_onnx  # noqa: E402
-from distill.models import create_model, fuse_bn  # noqa: E402
 
 
 def median_ms(fn, runs: int, warmup: int = 20) -> float:
@@ -44,11 +44,9 @@ def torch_latency(model: torch.nn.Module, size: int, runs: int) -> float:
         return median_ms(lambda: model(x), runs)
 
 
-def onnx_latency(model: torch.nn.Module, size: int, runs: int, threads: int) -> float | None:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
+def onnx_latency(model: torch.nn.Module, size: int, runs: int, threads: int) -> float:
+    import onnxruntime as ort
+
     with tempfile.TemporaryDirectory() as tmp:
         path = to_onnx(model.eval(), Path(tmp) / "model.onnx", torch.randn(2, 3, size, size))
         options = ort.SessionOptions()

@@ -17,10 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from common import machine, write_result  # noqa: E402
-from distill.precision import choose  # noqa: E402
 from distill.models import create_model  # noqa: E402
+
+from distill.precision import choose  # noqa: E402
 
 
 def images_per_s(step, batch: int, runs: int = 3) -> float:

@@ -11,7 +11,14 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from distill.competition import F1_BASE, MACS_BASE, check_rules, competition_macs, competition_score, describe  # noqa: E402
+from distill.competition import (  # noqa: E402
+           F1_BASE,
+           MACS_BASE,
+           check_rules,
+           competition_macs,
+           competition_score,
+           describe,
+)
 from distill.complexity import count_macs, count_params  # noqa: E402
 
 __all__ = ["F1_BASE", "MACS_BASE", "check_rules", "competition_macs", "competition_score", "describe", "count_macs",

@@ -9,9 +9,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from distill.console import duration, say
 
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
+from distill.console import duration, say
 
 
 class StudentComplexity(Callback):

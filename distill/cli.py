@@ -19,11 +19,13 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.cuda import is_available as cuda_available  # noqa: E402
 
 from distill.callbacks import StudentComplexity, TimeEstimate  # noqa: E402
-from distill.console import say  # noqa: E402
+from distill.console import (
+    quiet_third_party,  # noqa: E402
+    say,  # noqa: E402
+)
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import Classifier  # noqa: E402
 from distill.precision import choose  # noqa: E402
-from distill.console import quiet_third_party  # noqa: E402
 from distill.stopping import StopOnSignal  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
 from distill.teacher_cache import TeacherCache  # noqa: E402

@@ -23,10 +23,10 @@ from typing import TypedDict
 import lightning as L
 import numpy as np
 import torch
-from distill.console import say
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from distill.checkpoint import atomic_write_text
+from distill.console import say
 from distill.preprocess import ImageLoadError, load_square
 from distill.transforms import AUGMENTATIONS, augmentation
 

@@ -17,9 +17,10 @@ from distill.checkpoint import atomic_write, atomic_write_text, load_trained
 from distill.competition import check_rules, competition_macs
 from distill.complexity import count_macs
 from distill.data import read_layout
+from distill.models import fuse_bn
 from distill.preprocess import preprocess_files
 from distill.runtime import ONNX_OPSET, onnx_session, to_onnx
-from distill.models import fuse_bn
+
 
 @dataclass
 class ExportReport:
@@ -68,14 +69,10 @@ def export_student(model: nn.Module, out_dir: str | Path, inputs: torch.Tensor, 
     atomic_write(out / "student_fused.pt", lambda tmp: torch.save(fused.state_dict(), tmp))
     predictions = [reference.argmax(1)]
     if onnx:
-        try:
-            session = onnx_session(to_onnx(fused, out / "student.onnx", inputs[:2]))
-        except ImportError as err:
-            report.notes.append(f"{err.name} not installed: ONNX export skipped")
-        else:
-            onnx_out = torch.from_numpy(session.run(None, {"image": inputs.numpy()})[0])
-            report.onnx, report.onnx_max_abs_diff = str(out / "student.onnx"), float((reference - onnx_out).abs().max())
-            predictions.append(onnx_out.argmax(1))
+        session = onnx_session(to_onnx(fused, out / "student.onnx", inputs[:2]))
+        onnx_out = torch.from_numpy(session.run(None, {"image": inputs.numpy()})[0])
+        report.onnx, report.onnx_max_abs_diff = str(out / "student.onnx"), float((reference - onnx_out).abs().max())
+        predictions.append(onnx_out.argmax(1))
     report.same_predictions = all(torch.equal(predictions[0], p) for p in predictions[1:])
     diffs = [d for d in (report.fused_max_abs_diff, report.onnx_max_abs_diff) if d is not None]
     if max(diffs) > atol:

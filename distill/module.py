@@ -21,9 +21,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from distill.data import check_class_names
 from distill.losses import KD, DistillLoss, Focal, LabelLoss, Terms
+from distill.models import create_model, model_definition
 from distill.preprocess import channels_last, model_input, unit_float
 from distill.teacher import FrozenTeacher, TeacherSpec
-from distill.models import create_model, model_definition
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "none")

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 import yaml
 
-from distill.checkpoint import DamagedFileError, atomic_write_text, load_trained, read_model_file, save_trained
+from distill.checkpoint import (
+    DamagedFileError,
+    atomic_write_text,
+    load_trained,
+    read_model_file,
+    save_trained,
+)
 from distill.console import say
 from distill.precision import machine_info, resolve
 

@@ -17,7 +17,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+from torchmetrics.classification import (
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from distill.checkpoint import atomic_write_text, load_trained
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe

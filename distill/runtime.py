@@ -16,15 +16,6 @@ from distill.checkpoint import atomic_write
 ONNX_OPSET = 18
 
 
-def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def to_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset: int = ONNX_OPSET) -> Path:
     """Write ``model`` as ONNX (``torch.onnx.export(dynamo=True)``, a dynamic batch dimension), atomically.
     ``example``: an input batch (two or more images: a batch of one would fix the batch size)."""

@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.checkpoint import atomic_write_text
-from distill.console import say
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
+from distill.console import say
 
 LAYOUTS = ("csv", "competition")
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from distill.models import NAMED_MODELS, create_model
 from distill.precision import resolve
 from distill.preprocess import channels_last, model_input
-from distill.models import NAMED_MODELS, create_model
 
 PRECISIONS = ("32", "bf16", "auto")
 

@@ -38,10 +38,10 @@ from distill.checkpoint import atomic_write, atomic_write_text
 from distill.console import duration, say
 from distill.data import ImageDataset, files_key
 from distill.preprocess import model_input, resize_uint8
-from distill.transforms import definition
-from distill.runtime import OnnxForward, onnxruntime_available
+from distill.runtime import OnnxForward
 from distill.stopping import StopRequested, stop_requests
 from distill.teacher import FrozenTeacher
+from distill.transforms import definition
 
 FORMAT_VERSION = 2
 MIX_MODES = ("none", "mixup", "cutmix", "both")
@@ -489,7 +489,7 @@ class TeacherCache(Callback):
         backend: what runs the teacher during the fill: ``onnxruntime`` (float32; 2.2x eager bf16 and 4.4x
             eager float32 on this project's CPU, ``benchmarks/fill_backend.py``; checked against eager
             float32 to 1e-3), ``torch`` (eager, in the teacher's precision), or ``auto``: ONNX Runtime on a
-            CPU when installed, else torch.
+            CPU, else torch.
     """
 
     def __init__(self, enabled: bool = True, views: int = 8, mix: str = "none", mix_alpha: float = 1.0,
@@ -526,7 +526,7 @@ class TeacherCache(Callback):
         cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
         backend = self.backend
         if backend == "auto":
-            backend = "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"
+            backend = "onnxruntime" if device.type == "cpu" else "torch"
         self.cache = cache = ViewCache(teacher, dataset, cache_dir, views, pl_module.hparams.num_classes,
                                        pl_module.student.preprocess.input_size, self.seed, mix, self.render,
                                        backend)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from distill.models import fuse_bn
 
 from distill import check_rules, competition_macs, competition_score, count_macs
 from distill.data import WasteDataModule
@@ -14,7 +15,6 @@ from distill.demo import make_demo_dataset
 from distill.losses import DIST, CrossEntropy
 from distill.module import Classifier, DistillModule
 from distill.teacher_cache import TeacherCache
-from distill.models import fuse_bn
 
 L.seed_everything(0)
 root = make_demo_dataset(Path(tempfile.mkdtemp()) / "data", per_class=40, test_images=10)

@@ -4,8 +4,14 @@
 """
 from .common import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .factory import create_model, model_definition
+from .pretrained import (
+    LITE0,
+    NAMED_MODELS,
+    classifier_name,
+    load_weights_file,
+    read_state_dict,
+)
 from .pruned import layer_shapes, restore_shapes
-from .pretrained import LITE0, NAMED_MODELS, classifier_name, load_weights_file, read_state_dict
 from .students import BLOCKS, PRESETS, Stage, Student, StudentSpec, fuse_bn
 
 __all__ = [

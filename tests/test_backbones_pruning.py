@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from distill.models import create_model, layer_shapes
 from torch import nn
 
 from distill.checkpoint import load_trained, save_trained
@@ -12,7 +13,6 @@ from distill.complexity import count_macs
 from distill.export import export_student
 from distill.module import DistillModule
 from distill.prune import prune_file, prune_to_macs
-from distill.models import create_model, layer_shapes
 
 
 @pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "mobilenet_v3_small", "mnasnet0_5"])

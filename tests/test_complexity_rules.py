@@ -1,11 +1,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from distill.models import create_model
 from torch import nn
 
 from distill.competition import check_rules, competition_macs, competition_score
 from distill.complexity import count_macs
-from distill.models import create_model
 
 
 def hand_net():

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from distill.data import WasteDataModule, predict_samples, read_layout, stratified_split
-from distill.preprocess import ImageLoadError, load_rgb, to_square
 from distill.demo import CLASSES
+from distill.preprocess import ImageLoadError, load_rgb, to_square
 from distill.transforms import augmentation
 
 

@@ -2,10 +2,10 @@ import json
 
 import pytest
 import torch
+from distill.models import create_model
 
 from distill.checkpoint import load_trained, save_trained
 from distill.export import export_student, sample_inputs
-from distill.models import create_model
 
 
 def trained_like_student():

@@ -4,7 +4,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.losses import DIST, DKD, KD, CrossEntropy, Focal, class_alpha, dkd_terms, focal_loss, kd_loss, standardize
+from distill.losses import (
+    DIST,
+    DKD,
+    KD,
+    CrossEntropy,
+    Focal,
+    class_alpha,
+    dkd_terms,
+    focal_loss,
+    kd_loss,
+    standardize,
+)
 
 
 def test_kd_zero_for_identical_logits():

@@ -1,10 +1,10 @@
 import pytest
 import torch
+from distill.models import PRESETS, create_model, fuse_bn, model_definition
+from distill.models.students import StudentSpec
 from torch import nn
 
 from distill.complexity import count_macs
-from distill.models import PRESETS, create_model, fuse_bn, model_definition
-from distill.models.students import StudentSpec
 
 # preset -> (min, max) fvcore MACs at the preset's own input size
 PRESET_RANGES = {"nano": (0.25e6, 0.4e6), "micro": (0.45e6, 0.7e6), "tiny": (0.8e6, 1.0e6),
@@ -120,9 +120,8 @@ def test_model_definition_rebuilds_the_same_network():
 
 
 def test_a_new_block_type_is_one_table_entry(monkeypatch):
-    from torch import nn
-
     from distill.models.students import BLOCKS, conv_bn_act
+    from torch import nn
 
     def wide(cin, cout, stride, expand, kernel, act):
         return nn.Sequential(conv_bn_act(cin, cout, 1, stride, 1, act), conv_bn_act(cout, cout, kernel, 1, 1, act))

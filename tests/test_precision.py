@@ -1,10 +1,10 @@
 """``auto`` precision: the choice with the hardware capability mocked both ways, and where it applies."""
 import pytest
 import torch
+from distill.models import create_model
 
 import distill.precision as precision
 from distill.teacher import FrozenTeacher, TeacherSpec
-from distill.models import create_model
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from distill.models import Preprocess
 from PIL import Image
 from torch import nn
 
@@ -15,7 +16,6 @@ from distill.cli import build_cli
 from distill.data import WasteDataModule, read_layout
 from distill.module import DistillModule
 from distill.preprocess import ImageLoadError, load_rgb
-from distill.models import Preprocess
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

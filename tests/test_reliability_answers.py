@@ -11,13 +11,18 @@ import sys
 import numpy as np
 import pytest
 import torch
+from distill.models import create_model
 
-from distill.checkpoint import DamagedFileError, atomic_write_text, load_trained, save_trained
+from distill.checkpoint import (
+    DamagedFileError,
+    atomic_write_text,
+    load_trained,
+    save_trained,
+)
 from distill.cli import build_cli
 from distill.commands import main as distill_main
 from distill.data import WasteDataModule
 from distill.demo import make_demo_dataset
-from distill.models import create_model
 from distill.pipeline import OutputInUseError, OutputLock, Recipe, run_pipeline
 from distill.teacher import FrozenTeacher
 from distill.teacher_cache import ViewCache

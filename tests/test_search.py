@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from distill.competition import competition_score
-from distill.search import Candidate, best_by_score, candidates, f1_for_score, pareto_front, run_search
+from distill.search import (
+    Candidate,
+    best_by_score,
+    candidates,
+    f1_for_score,
+    pareto_front,
+    run_search,
+)
 
 
 def test_grid_and_seeded_budget():
@@ -31,8 +38,9 @@ def test_iso_score_inverse():
 
 
 def test_search_writes_csv_png_and_resumes(demo_root, tmp_path):
-    from distill.pipeline import Recipe
     from distill.models import create_model
+
+    from distill.pipeline import Recipe
 
     weights = tmp_path / "teacher.pt"
     torch.save(create_model("resnet18", 9).state_dict(), weights)

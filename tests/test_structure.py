@@ -5,10 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distill.models as models
 import pytest
 
 import distill
-import distill.models as models
 
 PACKAGES = (distill, models)
 

@@ -2,14 +2,22 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from distill.models import create_model
 
 from distill.data import WasteDataModule
 from distill.losses import Focal, kd_loss
 from distill.module import DistillModule
 from distill.preprocess import model_input, resize_uint8
 from distill.teacher import FrozenTeacher
-from distill.teacher_cache import (CachedViews, MixSpec, TeacherCache, ViewCache, cache_key, draw_views, render_view)
-from distill.models import create_model
+from distill.teacher_cache import (
+    CachedViews,
+    MixSpec,
+    TeacherCache,
+    ViewCache,
+    cache_key,
+    draw_views,
+    render_view,
+)
 
 
 def make_teacher(seed=0, precision="32"):

@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from distill.models import Preprocess, create_model
 from torch import nn
 
 from distill.checkpoint import load_trained
@@ -15,7 +16,6 @@ from distill.losses import KD, DistillLoss, Focal, kd_loss
 from distill.module import DistillModule
 from distill.submission import RuleViolationError, SubmissionWriter
 from distill.teacher import TeacherSpec
-from distill.models import Preprocess, create_model
 
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.logger", "false"]

@@ -6,7 +6,13 @@ In YAML: ``model.distill_loss: {class_path: distill.losses.DIST, init_args: {bet
 from distill.losses.base import DistillLoss, LabelLoss, Terms, standardize
 from distill.losses.dist import DIST
 from distill.losses.dkd import DKD, dkd_terms
-from distill.losses.focal import ALPHA_RULES, CrossEntropy, Focal, class_alpha, focal_loss
+from distill.losses.focal import (
+           ALPHA_RULES,
+           CrossEntropy,
+           Focal,
+           class_alpha,
+           focal_loss,
+)
 from distill.losses.kd import KD, kd_loss
 
 __all__ = ["DistillLoss", "LabelLoss", "Terms", "standardize", "KD", "kd_loss", "DKD", "dkd_terms", "DIST",
