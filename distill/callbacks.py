@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import duration, say
+from distill.models import reparameterize
 
 
 class StudentComplexity(Callback):
@@ -27,7 +28,7 @@ class StudentComplexity(Callback):
 
     def measure(self, pl_module: L.LightningModule) -> dict[str, Any]:
         if not self.info:
-            net = pl_module.net
+            net = reparameterize(pl_module.net)  # what is deployed: a student with rep branches folded
             self.info = describe(net, net.preprocess.input_size)
         return self.info
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from distill.models import Preprocess, create_model, read_state_dict
+from distill.models import Preprocess, create_model, read_state_dict, reparameterize
 
 
 def _umask() -> int:
@@ -47,7 +47,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def save_trained(path: str | Path, model: nn.Module, model_def: str | dict, num_classes: int,
                  class_names: list[str] | None = None, base_size: int | None = None, **extra: Any) -> Path:
     """Write ``model`` with what is needed to rebuild it (``model_def`` from ``distill.models.model_definition``) and
-    the base size its inputs were made at (``distill.preprocess``)."""
+    the base size its inputs were made at (``distill.preprocess``). A student trained with ``rep`` branches is
+    written in its folded, deployable form (``distill.models.reparameterize``)."""
+    deployable = reparameterize(model)
+    if deployable is not model:
+        model, model_def = deployable, deployable.spec.to_dict()
     data = {"model": model_def, "num_classes": num_classes, "class_names": list(class_names or []),
             "input_size": model.preprocess.input_size, "base_size": base_size, "mean": list(model.preprocess.mean),
             "std": list(model.preprocess.std), "state_dict": model.state_dict(), **extra}

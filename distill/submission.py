@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from distill.checkpoint import atomic_write_text
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import say
+from distill.models import reparameterize
 
 LAYOUTS = ("csv", "competition")
 
@@ -96,7 +97,7 @@ class SubmissionWriter(BasePredictionWriter):
         set_aside(self.target)  # an older submission there is never mistaken for this run's
         if trainer.world_size > 1:
             raise RuntimeError("predict writes one submission: run it on a single device (--trainer.devices 1)")
-        net = pl_module.net
+        pl_module.net = net = reparameterize(pl_module.net)  # predict with (and count) the deployed form
         self.complexity = describe(net, net.preprocess.input_size)
         violations = self.complexity["rule_violations"]
         if violations and not self.allow_rule_violations:

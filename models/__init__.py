@@ -12,10 +12,10 @@ from .pretrained import (
     read_state_dict,
 )
 from .pruned import layer_shapes, restore_shapes
-from .students import BLOCKS, PRESETS, Stage, Student, StudentSpec, fuse_bn
+from .students import BLOCKS, PRESETS, Stage, Student, StudentSpec, fuse_bn, reparameterize
 
 __all__ = [
     "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "create_model", "model_definition",
     "LITE0", "NAMED_MODELS", "classifier_name", "load_weights_file", "read_state_dict",
-    "BLOCKS", "PRESETS", "Stage", "Student", "StudentSpec", "fuse_bn", "layer_shapes", "restore_shapes",
+    "BLOCKS", "PRESETS", "Stage", "Student", "StudentSpec", "fuse_bn", "reparameterize", "layer_shapes", "restore_shapes",
 ]

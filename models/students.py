@@ -14,6 +14,10 @@ Block types:
 - ``ir``: MobileNetV2 inverted residual: 1x1 expand (``expand`` x), depthwise kxk, linear 1x1
   project; identity shortcut when stride 1 and channels match.
 
+``rep: N`` trains every conv + BN of the student as an over-parameterised block (``models.reparam``: N parallel
+k x k branches, a 1 x 1 branch and an identity BN) that ``reparameterize`` folds exactly into the plain student
+of the same spec; exported model files hold the plain form.
+
 Only ``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.ReLU``/``nn.ReLU6``/``nn.Hardswish``, pooling,
 ``nn.Flatten``, ``nn.Dropout`` and ``nn.Linear`` hold computation, so any hook-based MAC counter
 sees every multiply-add.
@@ -28,6 +32,7 @@ import torch
 from torch import nn
 
 from .common import Preprocess
+from .reparam import RepConvBN, load_folded
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
 
@@ -56,6 +61,7 @@ class StudentSpec:
     act: str = "relu"
     width: float = 1.0
     dropout: float = 0.0
+    rep: int = 0  # training-time k x k branches per conv + BN (0 = plain); folded away for deployment
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StudentSpec":
@@ -84,6 +90,8 @@ class StudentSpec:
             raise ValueError(f"student spec: act={self.act!r}; choose one of {sorted(ACTIVATIONS)}")
         if self.width <= 0:
             raise ValueError(f"student spec: width must be > 0, got {self.width}")
+        if not isinstance(self.rep, int) or self.rep < 0:
+            raise ValueError(f"student spec: rep must be an integer >= 0 (0 = plain), got {self.rep!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"student spec: dropout must be in [0, 1), got {self.dropout}")
         for i, s in enumerate(self.stages):
@@ -110,11 +118,13 @@ def _channels(c: float, width: float) -> int:
     return max(4, int(round(c * width / 4)) * 4)
 
 
-def conv_bn_act(cin: int, cout: int, kernel: int, stride: int, groups: int, act: str | None) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
+def conv_bn_act(cin: int, cout: int, kernel: int, stride: int, groups: int, act: str | None,
+                rep: int = 0) -> nn.Sequential:
+    """Conv + BN (+ activation); with ``rep`` > 0 the conv + BN is a ``RepConvBN`` of ``rep`` branches."""
+    if rep:
+        layers: list[nn.Module] = [RepConvBN(cin, cout, kernel, stride, groups, rep)]
+    else:
+        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
     if act is not None:
         layers.append(ACTIVATIONS[act](inplace=True) if act != "hardswish" else nn.Hardswish())
     return nn.Sequential(*layers)
@@ -123,14 +133,14 @@ def conv_bn_act(cin: int, cout: int, kernel: int, stride: int, groups: int, act:
 class InvertedResidual(nn.Module):
     """MobileNetV2 block; the shortcut is a tensor addition (no MACs)."""
 
-    def __init__(self, cin: int, cout: int, stride: int, expand: float, kernel: int, act: str):
+    def __init__(self, cin: int, cout: int, stride: int, expand: float, kernel: int, act: str, rep: int = 0):
         super().__init__()
         hidden = _channels(cin * expand, 1.0) if expand != 1 else cin
         layers = []
         if hidden != cin:
-            layers.append(conv_bn_act(cin, hidden, 1, 1, 1, act))
-        layers.append(conv_bn_act(hidden, hidden, kernel, stride, hidden, act))
-        layers.append(conv_bn_act(hidden, cout, 1, 1, 1, None))
+            layers.append(conv_bn_act(cin, hidden, 1, 1, 1, act, rep))
+        layers.append(conv_bn_act(hidden, hidden, kernel, stride, hidden, act, rep))
+        layers.append(conv_bn_act(hidden, cout, 1, 1, 1, None, rep))
         self.block = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
 
@@ -139,15 +149,16 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
-def _conv_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act: str) -> nn.Module:
-    return conv_bn_act(cin, cout, kernel, stride, 1, act)
+def _conv_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act: str, rep: int = 0) -> nn.Module:
+    return conv_bn_act(cin, cout, kernel, stride, 1, act, rep)
 
 
-def _ds_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act: str) -> nn.Module:
-    return nn.Sequential(conv_bn_act(cin, cin, kernel, stride, cin, act), conv_bn_act(cin, cout, 1, 1, 1, act))
+def _ds_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act: str, rep: int = 0) -> nn.Module:
+    return nn.Sequential(conv_bn_act(cin, cin, kernel, stride, cin, act, rep),
+                         conv_bn_act(cin, cout, 1, 1, 1, act, rep))
 
 
-# block name -> builder(cin, cout, stride, expand, kernel, act); a new block type is one entry here
+# block name -> builder(cin, cout, stride, expand, kernel, act, rep); a new block type is one entry here
 BLOCKS: dict[str, Callable[..., nn.Module]] = {"conv": _conv_block, "ds": _ds_block, "ir": InvertedResidual}
 
 
@@ -163,16 +174,16 @@ class Student(nn.Module):
         self.preprocess = Preprocess(spec.input_size)
         w = spec.width
         cin = _channels(spec.stem, w)
-        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, spec.stem_stride, 1, spec.act)]
+        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, spec.stem_stride, 1, spec.act, spec.rep)]
         for stage in spec.stages:
             cout = _channels(stage.out, w)
             for r in range(stage.repeats):
                 stride = stage.stride if r == 0 else 1
-                layers.append(BLOCKS[stage.block](cin, cout, stride, stage.expand, stage.kernel, spec.act))
+                layers.append(BLOCKS[stage.block](cin, cout, stride, stage.expand, stage.kernel, spec.act, spec.rep))
                 cin = cout
         if spec.head:
             head = _channels(spec.head, w)
-            layers.append(conv_bn_act(cin, head, 1, 1, 1, spec.act))
+            layers.append(conv_bn_act(cin, head, 1, 1, 1, spec.act, spec.rep))
             cin = head
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
@@ -199,10 +210,10 @@ PRESETS: dict[str, StudentSpec] = {
     "nano": StudentSpec(64, stem=4, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64), _s("ds", 96)]),
     # ~0.6 MMACs at 64 px
     "micro": StudentSpec(64, stem=8, stages=[_s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64, 2), _s("ds", 128)]),
-    # ~0.95 MMACs at 64 px: the default student for a 1 MMAC budget
+    # 911,360 MACs (fvcore) at 64 px: the default student for a 1 MMAC budget
     "tiny": StudentSpec(64, stem=8, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
                                             _s("ds", 128)]),
-    # ~2.3 MMACs at 80 px
+    # 2,085,552 MACs (fvcore) at 80 px
     "small": StudentSpec(80, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
                                               _s("ds", 96), _s("ds", 192)]),
     # ~5 MMACs at 112 px: inverted residuals in the last stages
@@ -255,3 +266,35 @@ def fuse_bn(model: nn.Module) -> nn.Module:
                 module._modules[a] = _fold(conv, bn)
                 module._modules[b] = nn.Identity()
     return model
+
+
+def _conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    """Every ``Conv2d`` directly followed by a ``BatchNorm2d`` inside an ``nn.Sequential``, in order."""
+    pairs = []
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module.children())
+            pairs += [(a, b) for a, b in zip(children, children[1:])
+                      if type(a) is nn.Conv2d and type(b) is nn.BatchNorm2d]
+    return pairs
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """The deployable form of a student trained with ``rep`` > 0: the plain student of the same spec
+    (``rep: 0``, the same layers and MACs as one trained without branches), every ``RepConvBN`` folded into its
+    conv + BN; eval mode. Any other model is returned as it is."""
+    if not isinstance(model, Student) or not model.spec.rep:
+        return model
+    spec = copy.deepcopy(model.spec)
+    spec.rep = 0
+    plain = Student(spec, model.classifier[-1].out_features)
+    plain.preprocess = model.preprocess
+    blocks = [m for m in model.modules() if isinstance(m, RepConvBN)]
+    pairs = _conv_bn_pairs(plain.features)
+    if len(blocks) != len(pairs):
+        raise RuntimeError(f"reparameterize: {len(blocks)} branched blocks for {len(pairs)} plain conv + BN pairs")
+    plain.eval()
+    for block, (conv, bn) in zip(blocks, pairs):
+        load_folded(block.eval(), conv, bn)
+    plain.classifier.load_state_dict(model.classifier.state_dict())
+    return plain

@@ -1,7 +1,7 @@
 import pytest
 import torch
 from distill.models import PRESETS, create_model, fuse_bn, model_definition
-from distill.models.students import StudentSpec
+from distill.models.students import StudentSpec, student_spec
 from torch import nn
 
 from distill.complexity import count_macs
@@ -131,3 +131,39 @@ def test_a_new_block_type_is_one_table_entry(monkeypatch):
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)
     with pytest.raises(ValueError, match="block='nope'"):
         create_model({"input_size": 32, "stages": [["nope", 16, 2]]}, 3)
+
+
+def test_rep_student_folds_exactly_into_the_plain_student(tmp_path):
+    """``rep: 2`` trains extra branches; the deployed model is the plain ``tiny``: same layers, same MACs,
+    same outputs as the branched one (to float rounding), and that is what a model file holds."""
+    from distill.models import reparameterize
+    from distill.models.reparam import RepConvBN
+
+    from distill import check_rules, count_macs
+    from distill.checkpoint import load_trained, save_trained
+
+    torch.manual_seed(0)
+    branched = create_model({**student_spec("tiny").to_dict(), "rep": 2}, 6)
+    assert sum(isinstance(m, RepConvBN) for m in branched.modules()) == 11
+    optimizer = torch.optim.SGD(branched.parameters(), lr=0.1)
+    for _ in range(3):  # train a little so every BN has its own statistics and affine values
+        loss = branched(torch.randn(8, 3, 64, 64)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    branched.eval()
+    plain = reparameterize(branched)
+    x = torch.randn(5, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(branched(x), plain(x), atol=1e-5)
+    reference = create_model("tiny", 6)
+    assert [type(m) for m in plain.modules()] == [type(m) for m in reference.modules()]
+    assert count_macs(plain, 64).total == count_macs(reference, 64).total == 911_360
+    assert not check_rules(plain, 64)
+    path = save_trained(tmp_path / "model.pt", branched, {**student_spec("tiny").to_dict(), "rep": 2}, 6)
+    loaded, meta = load_trained(path)
+    assert meta["model"]["rep"] == 0
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), branched(x), atol=1e-5)
+    with pytest.raises(ValueError, match="rep must be"):
+        create_model({**student_spec("tiny").to_dict(), "rep": -1}, 6)

@@ -1,0 +1,79 @@
+"""Training-time capacity that folds away: over-parameterised conv + BN blocks (RepVGG, Ding et al. 2021;
+MobileOne, Vasu et al. 2023; ExpandNets, Guo et al. 2020) that become one plain ``nn.Conv2d`` + ``nn.BatchNorm2d``
+for deployment.
+
+While training, ``RepConvBN`` sums ``branches`` parallel ``k x k`` conv + BN branches, a ``1 x 1`` conv + BN
+branch (when ``k > 1``) and a BN-only identity branch (when the shapes allow). Every branch is linear in the
+input, so their sum is one ``k x k`` convolution with a bias: ``fold`` computes it exactly, and
+``reparameterize`` writes it into the plain student of the same spec (``rep: 0``), whose layers and MACs are
+those of a student that never had branches. The bias goes into the BN (running mean 0, running variance 1,
+weight ``sqrt(1 + eps)``), so the deployed state dict has the plain student's keys and shapes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv_bn_kernel(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (weight, bias) of ``bn(conv(x))`` in eval mode."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return conv.weight * scale.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
+
+
+class RepConvBN(nn.Module):
+    """``sum_i bn_i(conv_i(x))`` over ``branches`` k x k convs, a 1 x 1 conv and an identity BN (training form)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, groups: int, branches: int):
+        super().__init__()
+        self.cin, self.cout, self.kernel, self.stride, self.groups = cin, cout, kernel, stride, groups
+
+        def conv_bn(k: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout))
+
+        self.convs = nn.ModuleList([conv_bn(kernel) for _ in range(branches)])
+        self.scale = conv_bn(1) if kernel > 1 else None
+        self.identity = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = sum(branch(x) for branch in self.convs)
+        if self.scale is not None:
+            out = out + self.scale(x)
+        if self.identity is not None:
+            out = out + self.identity(x)
+        return out
+
+    @torch.no_grad()
+    def fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (weight ``cout x cin/groups x k x k``, bias ``cout``) of the whole block in eval mode."""
+        k, pad = self.kernel, self.kernel // 2
+        weight = torch.zeros(self.cout, self.cin // self.groups, k, k)
+        bias = torch.zeros(self.cout)
+        for branch in self.convs:
+            w, b = _conv_bn_kernel(branch[0], branch[1])
+            weight, bias = weight + w, bias + b
+        if self.scale is not None:
+            w, b = _conv_bn_kernel(self.scale[0], self.scale[1])
+            weight, bias = weight + F.pad(w, [pad, pad, pad, pad]), bias + b
+        if self.identity is not None:
+            per_group = self.cin // self.groups
+            eye = torch.zeros(self.cout, per_group, k, k)
+            for c in range(self.cout):
+                eye[c, c % per_group, pad, pad] = 1.0
+            bn = self.identity
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            weight = weight + eye * scale.reshape(-1, 1, 1, 1)
+            bias = bias + bn.bias - bn.running_mean * scale
+        return weight, bias
+
+
+@torch.no_grad()
+def load_folded(block: RepConvBN, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Write ``block``'s folded weight into a plain ``conv`` (no bias) followed by ``bn`` (eval mode)."""
+    weight, bias = block.fold()
+    conv.weight.copy_(weight)
+    bn.running_mean.zero_()
+    bn.running_var.fill_(1.0)
+    bn.weight.fill_(float(torch.sqrt(torch.tensor(1.0) + bn.eps)))  # so that bn(y) = y + bias exactly
+    bn.bias.copy_(bias)
