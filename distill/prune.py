@@ -6,7 +6,9 @@ the channels of coupled layers, residual adds, depthwise convs and concatenation
 Channels are ranked by the L1 norm of their weights and removed at the same ratio in every layer; the
 ratio is found by bisection so that the fvcore MAC count lands at most ``tolerance`` below the budget.
 The result is plain ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear`` layers of fewer channels: it obeys
-the rules and exports like any student. Fine-tune it afterwards (``student: pruned.pt`` in a recipe).
+the rules and exports like any student. Fine-tune it afterwards with the definition the file records and the
+file as weights: ``student: <torch.load("pruned.pt")["model"]>`` and ``weights: pruned.pt`` (a recipe's
+``prune.yaml`` makes the pipeline do both).
 """
 from __future__ import annotations
 
