@@ -37,6 +37,7 @@ class RepConvBN(nn.Module):
         self.identity = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()  # channels-last inputs hit a stalling CPU backward kernel (see channels_last)
         out = sum(branch(x) for branch in self.convs)
         if self.scale is not None:
             out = out + self.scale(x)
