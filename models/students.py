@@ -158,7 +158,7 @@ def _ds_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act:
                          conv_bn_act(cin, cout, 1, 1, 1, act, rep))
 
 
-# block name -> builder(cin, cout, stride, expand, kernel, act, rep); a new block type is one entry here
+# block name -> builder(cin, cout, stride, expand, kernel, act[, rep]); a new block type is one entry here
 BLOCKS: dict[str, Callable[..., nn.Module]] = {"conv": _conv_block, "ds": _ds_block, "ir": InvertedResidual}
 
 
@@ -179,7 +179,8 @@ class Student(nn.Module):
             cout = _channels(stage.out, w)
             for r in range(stage.repeats):
                 stride = stage.stride if r == 0 else 1
-                layers.append(BLOCKS[stage.block](cin, cout, stride, stage.expand, stage.kernel, spec.act, spec.rep))
+                extra = {"rep": spec.rep} if spec.rep else {}  # a builder without ``rep`` still serves rep: 0
+                layers.append(BLOCKS[stage.block](cin, cout, stride, stage.expand, stage.kernel, spec.act, **extra))
                 cin = cout
         if spec.head:
             head = _channels(spec.head, w)
