@@ -173,3 +173,18 @@ def test_cache_memory_estimate():
     from distill.data import cache_bytes
 
     assert cache_bytes(10, 224) == 10 * 224 * 224 * 3
+
+
+def test_holdout_split_is_disjoint_stratified_and_independent_of_the_run(fresh_demo):
+    from distill.data import WasteDataModule
+
+    dm = WasteDataModule(str(fresh_demo), image_size=32, holdout_fraction=0.2, seed=0)
+    held = {s.path for s in dm.holdout_samples}
+    assert held and not held & {s.path for s in dm.train_samples + dm.val_samples}
+    labels = {s.label for s in dm.holdout_samples}
+    assert len(labels) == dm.num_classes  # every class is represented
+    merged = WasteDataModule(str(fresh_demo), image_size=32, holdout_fraction=0.2, seed=7, val_mode="merge")
+    assert {s.path for s in merged.holdout_samples} == held  # the run's seed and val_mode do not move it
+    other = WasteDataModule(str(fresh_demo), image_size=32, holdout_fraction=0.2, holdout_seed=1)
+    assert {s.path for s in other.holdout_samples} != held
+    assert not WasteDataModule(str(fresh_demo), image_size=32).holdout_samples  # 0 = off

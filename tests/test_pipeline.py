@@ -8,9 +8,17 @@ from distill.pipeline import Recipe, parse_setting, run_pipeline
 
 def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, capsys):
     out = tmp_path / "out"
-    fast = {"trainer": {"max_epochs": 2, "enable_progress_bar": False}, "teacher_cache": {"views": 2}}
+    fast = {"trainer": {"max_epochs": 2, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
+            "data": {"holdout_fraction": 0.2}}
     summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
                            settings=fast)
+    # the held-out images: the same for the teacher (given the students' setting) and both students
+    held = [json.loads((out / stage / "holdout.json").read_text())
+            for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")]
+    assert held[0]["paths"] == held[1]["paths"] == held[2]["paths"] and len(held[0]["paths"]) > 0
+    assert summary["student_kd_holdout_f1_per_seed"] == [held[1]["f1"]]
+    comparison = summary["kd_minus_ce_holdout"]
+    assert comparison["images"] == len(held[0]["paths"]) and comparison["low"] <= comparison["difference"] <= comparison["high"]
     assert 0 <= summary["teacher_f1"] <= 1 and len(summary["student_kd_f1_per_seed"]) == 1
     assert summary["student_ce_f1"] is not None and summary["student_rules_ok"]
     assert summary["student_macs"] > 0 and summary["student_input_size"] == 64
