@@ -409,8 +409,10 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "command": command,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    if results_json is not None:
-        atomic_write_text(results_json, json.dumps(summary, indent=2))
+    if results_json is not None:  # a committed result: files named relative to --out, not this machine's paths
+        portable = {**summary, **{k: os.path.relpath(summary[k], out) if summary[k] else None
+                                  for k in ("selected_student", "submission")}}
+        atomic_write_text(results_json, json.dumps(portable, indent=2))
     return summary
 
 

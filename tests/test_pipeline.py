@@ -11,7 +11,9 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     fast = {"trainer": {"max_epochs": 2, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
             "data": {"holdout_fraction": 0.2}}
     summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
-                           settings=fast)
+                           settings=fast, results_json=tmp_path / "result.json")
+    result = json.loads((tmp_path / "result.json").read_text())  # a committed result names no machine paths
+    assert result["selected_student"] == "student_kd/seed_0/model.pt" and result["submission"] == "submission.csv"
     # the held-out images: the same for the teacher (given the students' setting) and both students
     held = [json.loads((out / stage / "holdout.json").read_text())
             for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")]
