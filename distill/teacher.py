@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from distill.models import NAMED_MODELS, create_model
+from distill.models import UnknownModelError, create_model
+from distill.models.registry import lookup
 from distill.precision import resolve
 from distill.preprocess import channels_last, model_input
 
@@ -36,9 +37,10 @@ class TeacherSpec:
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
-        if self.name not in NAMED_MODELS:
-            raise ValueError(f"teacher.name={self.name!r}: unknown; use 'efficientnet_lite0' or a torchvision "
-                             "classifier name (e.g. resnet18)")
+        try:
+            lookup(self.name, "pretrained")
+        except UnknownModelError as err:
+            raise UnknownModelError(f"teacher.name={self.name!r}: {err}") from None
 
     def build(self, num_classes: int) -> nn.Module:
         return create_model(self.name, num_classes, weights=self.weights, input_size=self.input_size)

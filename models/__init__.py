@@ -1,21 +1,18 @@
 """Model zoo: tiny students built from plain torch modules, and named pretrained classifiers.
 
-``create_model`` is the one factory; ``model_definition`` is what a checkpoint stores to rebuild a model.
+``create_model`` is the one factory, over one registry of names (``register_model``, ``list_models``);
+``model_definition`` is what a checkpoint stores to rebuild a model.
 """
 from .common import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .factory import create_model, model_definition
-from .pretrained import (
-    LITE0,
-    NAMED_MODELS,
-    classifier_name,
-    load_weights_file,
-    read_state_dict,
-)
+from .pretrained import LITE0, classifier_name, load_weights_file, read_state_dict
 from .pruned import layer_shapes, restore_shapes
-from .students import BLOCKS, PRESETS, Stage, Student, StudentSpec, fuse_bn, reparameterize
+from .registry import UnknownModelError, is_registered, list_models, register_model
+from .students import BLOCKS, Stage, Student, StudentSpec, fuse_bn, reparameterize
 
 __all__ = [
     "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "create_model", "model_definition",
-    "LITE0", "NAMED_MODELS", "classifier_name", "load_weights_file", "read_state_dict",
-    "BLOCKS", "PRESETS", "Stage", "Student", "StudentSpec", "fuse_bn", "reparameterize", "layer_shapes", "restore_shapes",
+    "LITE0", "classifier_name", "load_weights_file", "read_state_dict",
+    "register_model", "list_models", "is_registered", "UnknownModelError",
+    "BLOCKS", "Stage", "Student", "StudentSpec", "fuse_bn", "reparameterize", "layer_shapes", "restore_shapes",
 ]

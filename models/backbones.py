@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .common import Preprocess
-from .pretrained import LITE0, NAMED_MODELS, named_model
+from .pretrained import LITE0, named_model
 
 
 def feature_blocks(name: str, model: nn.Module) -> list[nn.Module]:
@@ -52,9 +52,6 @@ def backbone_student(name: str, blocks: int, num_classes: int, input_size: int |
     """The first ``blocks`` feature blocks of torchvision ``name`` (``weights``: a torchvision weights name
     such as ``DEFAULT``, fetched once through the weights API; a local file of the full model's state
     dict, e.g. ImageNet weights saved on a machine with internet; or None) and a new classifier."""
-    if name not in NAMED_MODELS:
-        raise ValueError(f"backbone={name!r}: not efficientnet_lite0 or a torchvision classifier name (e.g. "
-                         "shufflenet_v2_x0_5, mobilenet_v3_small, mnasnet0_5)")
     full = named_model(name, 1000, weights)
     kept = feature_blocks(name, full)
     if not 1 <= blocks <= len(kept):

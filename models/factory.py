@@ -18,9 +18,10 @@ from torch import nn
 
 from .backbones import backbone_student
 from .common import Preprocess
-from .pretrained import NAMED_MODELS, load_weights_file, named_model
+from .pretrained import load_weights_file, named_model
 from .pruned import restore_shapes
-from .students import PRESETS, Student, StudentSpec, student_spec
+from .registry import is_registered, lookup
+from .students import Student, StudentSpec, student_spec
 
 ModelDef = str | dict[str, Any] | StudentSpec
 
@@ -32,7 +33,7 @@ def kind(model: ModelDef) -> str:
             if key in model:
                 return key if key != "name" else "named"
         return "student"
-    if isinstance(model, StudentSpec) or model in PRESETS:
+    if isinstance(model, StudentSpec) or is_registered(model, "student"):
         return "student"
     return "named"
 
@@ -52,10 +53,7 @@ def model_definition(model: ModelDef, input_size: int | None = None, width: floa
             target = definition if what == "backbone" else definition["pruned"]
             target["input_size"] = int(input_size)
         return definition
-    name = model["name"] if isinstance(model, dict) else model
-    if not isinstance(name, str) or name not in NAMED_MODELS:
-        raise ValueError(f"model={model!r}: not a student preset ({sorted(PRESETS)}), a student spec dict, "
-                         "'efficientnet_lite0' or a torchvision classifier name (e.g. resnet18)")
+    name = lookup(model["name"] if isinstance(model, dict) else model).name
     size = input_size if input_size is not None else (model.get("input_size") if isinstance(model, dict) else None)
     return {"name": name, "input_size": size}
 

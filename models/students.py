@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .common import Preprocess
+from .registry import lookup, register_model
 from .reparam import RepConvBN, load_folded
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
@@ -205,30 +206,44 @@ def _s(block: str, out: int, stride: int = 1, repeats: int = 1, expand: float = 
     return Stage(block, out, stride, repeats, expand, kernel)
 
 
-# Named presets, smallest first. MACs (fvcore, at the preset's input size) are checked by tests.
-PRESETS: dict[str, StudentSpec] = {
-    # ~0.3 MMACs at 64 px: depthwise-separable stages, narrow stem
-    "nano": StudentSpec(64, stem=4, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64), _s("ds", 96)]),
-    # ~0.6 MMACs at 64 px
-    "micro": StudentSpec(64, stem=8, stages=[_s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64, 2), _s("ds", 128)]),
-    # 911,360 MACs (fvcore) at 64 px: the default student for a 1 MMAC budget
-    "tiny": StudentSpec(64, stem=8, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
-                                            _s("ds", 128)]),
-    # 2,085,552 MACs (fvcore) at 80 px
-    "small": StudentSpec(80, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
-                                              _s("ds", 96), _s("ds", 192)]),
-    # ~5 MMACs at 112 px: inverted residuals in the last stages
-    "base": StudentSpec(112, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
-                                              _s("ir", 96, 1, 1, 2), _s("ds", 192)]),
-}
+# Registered presets, smallest first. MACs (fvcore, at the preset's input size) are checked by tests.
+@register_model(kind="student")
+def nano() -> StudentSpec:
+    """325,728 MACs (fvcore, 9 classes) at 64 px: depthwise-separable stages, narrow stem."""
+    return StudentSpec(64, stem=4, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64), _s("ds", 96)])
+
+
+@register_model(kind="student")
+def micro() -> StudentSpec:
+    """539,264 MACs (fvcore, 9 classes) at 64 px."""
+    return StudentSpec(64, stem=8, stages=[_s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64, 2), _s("ds", 128)])
+
+
+@register_model(kind="student")
+def tiny() -> StudentSpec:
+    """911,744 MACs (fvcore, 9 classes; 911,360 with 6) at 64 px: the default student for a 1 MMAC budget."""
+    return StudentSpec(64, stem=8, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
+                                           _s("ds", 128)])
+
+
+@register_model(kind="student")
+def small() -> StudentSpec:
+    """2,086,128 MACs (fvcore, 9 classes) at 80 px."""
+    return StudentSpec(80, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
+                                            _s("ds", 96), _s("ds", 192)])
+
+
+@register_model(kind="student")
+def base() -> StudentSpec:
+    """5,512,464 MACs (fvcore, 9 classes) at 112 px: inverted residuals in the last stages."""
+    return StudentSpec(112, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
+                                             _s("ir", 96, 1, 1, 2), _s("ds", 192)])
 
 
 def student_spec(spec: str | dict | StudentSpec, input_size: int | None = None, width: float | None = None) -> StudentSpec:
     """Resolve a preset name, dict or spec into a fresh ``StudentSpec`` with optional overrides."""
     if isinstance(spec, str):
-        if spec not in PRESETS:
-            raise ValueError(f"unknown student preset {spec!r}; choose one of {sorted(PRESETS)} or give a spec dict")
-        resolved = copy.deepcopy(PRESETS[spec])
+        resolved = lookup(spec, "student").builder()
     elif isinstance(spec, StudentSpec):
         resolved = copy.deepcopy(spec)
     elif isinstance(spec, dict):

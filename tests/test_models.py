@@ -1,6 +1,7 @@
 import pytest
 import torch
-from distill.models import PRESETS, create_model, fuse_bn, model_definition
+from distill.models import create_model, fuse_bn, list_models, model_definition
+from distill.models.registry import register_model
 from distill.models.students import StudentSpec, student_spec
 from torch import nn
 
@@ -11,7 +12,7 @@ PRESET_RANGES = {"nano": (0.25e6, 0.4e6), "micro": (0.45e6, 0.7e6), "tiny": (0.8
                  "small": (1.5e6, 3e6), "base": (4e6, 6e6)}
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", list_models("student"))
 def test_preset_macs_in_stated_range(name):
     model = create_model(name, num_classes=9)
     lo, hi = PRESET_RANGES[name]
@@ -35,7 +36,7 @@ def test_students_use_only_plain_modules():
 
 
 def test_spec_errors_name_the_option():
-    with pytest.raises(ValueError, match="model='huge': not a student preset"):
+    with pytest.raises(ValueError, match="unknown model 'huge'; registered: efficientnet_lite0, nano, micro, tiny"):
         create_model("huge", 3)
     with pytest.raises(ValueError, match="input_size=8"):
         create_model("tiny", 3, input_size=8)
@@ -79,7 +80,7 @@ def test_teacher_head_replaced_and_local_weights(tmp_path):
 
 
 def test_teacher_errors():
-    with pytest.raises(ValueError, match="model='resnet1800'"):
+    with pytest.raises(ValueError, match="unknown model 'resnet1800'"):
         create_model("resnet1800", 3)
     with pytest.raises(ValueError, match="unknown weights 'BOGUS'"):
         create_model("resnet18", 3, weights="BOGUS")
@@ -167,3 +168,31 @@ def test_rep_student_folds_exactly_into_the_plain_student(tmp_path):
         assert torch.allclose(loaded(x), branched(x), atol=1e-5)
     with pytest.raises(ValueError, match="rep must be"):
         create_model({**student_spec("tiny").to_dict(), "rep": -1}, 6)
+
+
+def test_a_new_family_is_one_registered_function(tmp_path):
+    """A pretrained family outside torchvision: one decorated function, then create_model, the teacher option
+    and the unknown-name message all know it."""
+    from distill.models import registry
+    from distill.models.common import Preprocess
+
+    from distill.teacher import TeacherSpec
+
+    def toy_net(num_classes: int, weights: str | None = None) -> nn.Module:
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+        net.preprocess = Preprocess(32)
+        return net
+
+    register_model(toy_net)
+    try:
+        assert create_model("toy_net", 5)(torch.randn(1, 3, 32, 32)).shape == (1, 5)
+        assert TeacherSpec("toy_net").build(3).preprocess.input_size == 32
+        assert model_definition("toy_net", 40) == {"name": "toy_net", "input_size": 40}
+        with pytest.raises(ValueError, match="unknown model 'toy'; registered: .*toy_net"):
+            create_model("toy", 3)
+        with pytest.raises(ValueError, match="'toy_net' is already registered"):
+            register_model(toy_net)
+        with pytest.raises(ValueError, match="teacher.name='nano': unknown pretrained model 'nano'"):
+            TeacherSpec("nano")  # a student preset is no teacher
+    finally:
+        registry._REGISTRY.pop("toy_net")

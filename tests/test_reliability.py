@@ -190,7 +190,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(demo_root, tmp_path):
     ("--model.distill_loss.temperature", "-1", "temperature must be > 0"),
     ("--model.distill_weight", "1.5", "distill_weight must be in"),
     ("--model.teacher.name", "resnet_typo", "teacher.name='resnet_typo'"),
-    ("--model.student", "hugenet", "student: model='hugenet'"),
+    ("--model.student", "hugenet", "student: unknown model 'hugenet'"),
     ("--model.input_size", "8", "input_size=8"),
     ("--data.augment", "medium", "augment='medium'"),
 ])

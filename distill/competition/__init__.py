@@ -34,18 +34,18 @@ def describe(model: nn.Module, input_size: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from distill.models import PRESETS, create_model
+    from distill.models import create_model, list_models
 
     parser = argparse.ArgumentParser(prog="distill complexity",
                                      description="Params, MACs (fvcore and competition counter) and rules verdict.")
-    parser.add_argument("--model", default="tiny", help=f"student preset ({', '.join(PRESETS)}) or a model name")
+    parser.add_argument("--model", default="tiny", help=f"student preset ({', '.join(list_models('student'))}) or a model name")
     parser.add_argument("--size", type=int, default=None, help="input size in px (default: the model's own)")
     parser.add_argument("--num-classes", type=int, default=9)
     parser.add_argument("--width", type=float, default=None, help="width multiplier for a student preset")
     parser.add_argument("--all", action="store_true", help="table of every student preset")
     args = parser.parse_args(argv)
 
-    names = list(PRESETS) if args.all else [args.model]
+    names = list_models("student") if args.all else [args.model]
     print(f"{'model':<20}{'size':>6}{'params':>10}{'fvcore MACs':>14}{'ptflops MACs':>14}  rules")
     for name in names:
         try:
