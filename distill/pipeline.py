@@ -3,132 +3,34 @@
     distill pipeline --demo runs/demo                       # built-in synthetic data, no downloads
     distill pipeline --recipe trashnet --out runs/trashnet --seeds 0 1 2 --baseline
     distill pipeline --recipe trashnet --out runs/x --set trainer.max_epochs=30 --set teacher_cache.views=64
+    distill pipeline --recipe trashnet --out runs/short --set teacher.trainer.max_epochs=1 --set trainer.max_epochs=2
 
 Each stage is a ``fit`` of the Lightning CLI (``distill.cli``) built from the recipe's configs (the
-shipped ``base`` first, then the recipe's own) plus a dict of overrides. A finished stage (its
-``stage.json``) is reused when the command runs again; an interrupted one resumes from its ``last.ckpt``.
+shipped ``base`` first, then the recipe's own, ``distill.recipe``) plus a dict of overrides; the stage runners
+are ``distill.stages``. A finished stage (its ``stage.json``) is reused when the command runs again; an
+interrupted one resumes from its ``last.ckpt``.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import shlex
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
 
-from distill.checkpoint import (
-    DamagedFileError,
-    atomic_write_text,
-    load_trained,
-    read_model_file,
-    save_trained,
-)
+from distill.checkpoint import atomic_write_text, load_trained
 from distill.console import say
 from distill.precision import machine_info, resolve
+from distill.recipe import Recipe, merge, parse_setting, split_settings
+from distill.stages import check_stages, compare_on_holdout, run_fit, run_predict, student_stage
 
-STAGES = ("teacher", "student")
 HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A folder with ``teacher.yaml`` and ``student.yaml``, composed on top of the shipped ``base`` recipe.
-
-    A ``recipe.yaml`` with ``extends: <recipe>`` composes on top of that recipe instead; then the folder's
-    own ``teacher.yaml`` / ``student.yaml`` are optional (e.g. a recipe that only adds ``prune.yaml``)."""
-
-    folder: Path
-    parent: "Recipe | None" = None
-
-    @staticmethod
-    def shipped() -> Path:
-        return Path(str(resources.files("distill.recipes")))
-
-    @classmethod
-    def find(cls, name_or_path: str | Path) -> "Recipe":
-        """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``...)."""
-        path = Path(name_or_path)
-        folder = path if path.is_dir() else cls.shipped() / str(name_or_path)
-        if not folder.is_dir():
-            names = sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
-            raise FileNotFoundError(f"recipe {name_or_path!r}: no such folder, and no shipped recipe of that name "
-                                    f"(shipped: {names})")
-        meta_file = folder / "recipe.yaml"
-        meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
-        parent = cls.find(meta["extends"]) if meta.get("extends") else None
-        if parent is None:
-            for stage in STAGES:
-                if not (folder / f"{stage}.yaml").is_file():
-                    raise FileNotFoundError(f"recipe {folder}: {stage}.yaml not found")
-        return cls(folder, parent)
-
-    def configs(self, stage: str) -> list[Path]:
-        """The config files of ``stage``, in the order they are composed."""
-        inherited = self.parent.configs(stage) if self.parent else [self.shipped() / "base" / f"{stage}.yaml"]
-        own = self.folder / f"{stage}.yaml"
-        return inherited + ([own] if own.is_file() else [])
-
-    def prune(self) -> dict[str, Any] | None:
-        """The recipe's ``prune.yaml`` (``macs``; ``train``: settings of the larger student trained first;
-        ``finetune``: settings of the fine-tune after pruning), or None."""
-        path = self.folder / "prune.yaml"
-        if not path.is_file():
-            return self.parent.prune() if self.parent else None
-        settings = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(settings.get("macs"), int) or settings["macs"] <= 0:
-            raise ValueError(f"{path}: needs macs: <MAC budget, a positive integer>")
-        unknown = set(settings) - {"macs", "tolerance", "train", "finetune"}
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)} (macs, tolerance, train, finetune)")
-        return settings
-
-    def data(self, stage: str = "student") -> dict[str, Any]:
-        """The ``data`` settings of ``stage``'s config files, composed."""
-        composed: dict[str, Any] = {}
-        for path in self.configs(stage):
-            composed = merge(composed, (yaml.safe_load(path.read_text()) or {}).get("data") or {})
-        return composed
-
-    def data_root(self) -> str | None:
-        return self.data().get("root")
-
-
-@dataclass
-class StageRecord:
-    """What a finished ``fit`` stage leaves in its ``stage.json``."""
-
-    val_f1: float
-    seconds: float
-    checkpoint: str
-    config: str
-    model_file: str
-    seed: int
-    input_size: int
-    base_size: int
-    cache_fill_seconds: float = 0.0  # the teacher-output fill inside this stage (part of ``seconds``)
-    holdout_f1: float | None = None  # the selected checkpoint on the held-out split (data.holdout_fraction)
-    holdout_file: str | None = None  # its per-image predictions (holdout.json), for paired comparisons
-    train_f1: float | None = None  # macro F1 on the training views, last epoch (under-/over-fitting)
-    last_val_f1: float | None = None  # val F1 of the last epoch (the selected one is the best: optimistic)
-    precision: str | None = None  # the trainer's precision, as resolved (e.g. 32-true)
-
-    def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, path: Path) -> "StageRecord":
-        return cls(**json.loads(path.read_text()))
 
 
 class OutputLock:
@@ -168,167 +70,6 @@ class OutputInUseError(RuntimeError):
     """The output folder is locked by another running pipeline."""
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Nested dict ``override`` on top of ``base`` (a new dict; neither is changed)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def parse_setting(text: str) -> dict[str, Any]:
-    """``"trainer.max_epochs=30"`` -> ``{"trainer": {"max_epochs": 30}}`` (the value read as YAML)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE, e.g. trainer.max_epochs=30")
-    try:
-        out: dict[str, Any] = yaml.safe_load(value)
-    except yaml.YAMLError as err:
-        problem = str(getattr(err, "problem", None) or err).strip()
-        raise argparse.ArgumentTypeError(f"--set {text!r}: the value of {key} is not valid YAML ({problem}); quote "
-                                         "strings and close brackets, e.g. --set 'trainer.max_epochs=30'") from None
-    for part in reversed(key.split(".")):
-        out = {part: out}
-    return out
-
-
-def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: int) -> StageRecord:
-    """One ``fit`` of the CLI into ``run_dir`` (reused if finished, resumed if interrupted)."""
-    from distill.cli import build_cli
-
-    record_path = run_dir / "stage.json"
-    if record_path.exists():
-        record = StageRecord.load(record_path)
-        try:
-            load_trained(record.model_file)
-        except (OSError, ValueError) as err:  # a damaged or missing model file: rebuild the stage
-            say(f"[pipeline] stage {run_dir} is finished but its model does not load ({err}); running it again")
-        else:
-            say(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record.val_f1:.4f})")
-            return record
-    checkpoints = run_dir / "checkpoints"
-    args = merge(settings, {"seed_everything": seed, "trainer": {"default_root_dir": str(run_dir)},
-                            "checkpoint": {"dirpath": str(checkpoints)},
-                            "last_checkpoint": {"dirpath": str(checkpoints)}})
-    resume = checkpoints / "last.ckpt"
-    if resume.exists():
-        try:
-            read_model_file(resume)
-        except DamagedFileError as err:
-            say(f"[pipeline] {err}: starting the stage afresh (the damaged file is kept as last.ckpt.damaged)")
-            resume.replace(resume.with_name("last.ckpt.damaged"))
-    say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume.exists() else ""))
-    start = time.time()
-    cli = build_cli(args, run=False, config_files=configs)
-    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
-    seconds = time.time() - start
-    best_callback = cli.config_init["checkpoint"]
-    model, meta = load_trained(best_callback.best_model_path)
-    exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
-                            base_size=meta["base_size"])
-    val_f1 = best_callback.best_model_score if best_callback.best_model_score is not None else meta["val_f1"]
-    holdout_f1, holdout_file = evaluate_holdout(model, cli.datamodule, run_dir / "holdout.json")
-    logged = cli.trainer.callback_metrics
-    record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(best_callback.best_model_path),
-                         config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
-                         input_size=meta["input_size"], base_size=meta["base_size"],
-                         cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds,
-                         holdout_f1=holdout_f1, holdout_file=holdout_file,
-                         train_f1=float(logged["train/f1"]) if "train/f1" in logged else None,
-                         last_val_f1=float(logged["val/f1"]) if "val/f1" in logged else None,
-                         precision=str(cli.trainer.precision))
-    record.save(record_path)
-    if holdout_f1 is not None:
-        say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {holdout_f1:.4f}")
-    return record
-
-
-def evaluate_holdout(model: torch.nn.Module, datamodule: Any, path: Path) -> tuple[float | None, str | None]:
-    """Macro F1 of ``model`` on the data module's held-out split, with its per-image predictions written to
-    ``path``; ``(None, None)`` when the recipe holds out nothing."""
-    from distill.evaluation import macro_f1, predict_labels
-
-    if not getattr(datamodule, "holdout_samples", None):
-        return None, None
-    datamodule.setup("test")
-    dataset = datamodule.holdout_set
-    labels = [s.label for s in dataset.samples]
-    preds = predict_labels(model, dataset)
-    f1 = macro_f1(np.array(labels), preds, datamodule.num_classes)
-    root = datamodule.root
-    atomic_write_text(path, json.dumps({"f1": f1, "class_names": datamodule.class_names,
-                                        "paths": [s.path.relative_to(root).as_posix() for s in dataset.samples],
-                                        "labels": labels, "preds": preds.tolist()}))
-    return f1, str(path)
-
-
-def compare_on_holdout(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str, Any] | None:
-    """KD minus no teacher on the held-out split: 3-seed means and a paired bootstrap interval over images."""
-    from distill.evaluation import paired_bootstrap
-
-    if not kd or not ce or any(r.holdout_file is None for r in kd + ce):
-        return None
-    runs = [json.loads(Path(r.holdout_file).read_text()) for r in kd + ce]
-    if any(run["paths"] != runs[0]["paths"] for run in runs):
-        raise ValueError("the KD and no-teacher stages held out different images: compare only runs of one recipe")
-    comparison = paired_bootstrap(np.array(runs[0]["labels"]), [np.array(r["preds"]) for r in runs[: len(kd)]],
-                                  [np.array(r["preds"]) for r in runs[len(kd):]], len(runs[0]["class_names"]))
-    return {**asdict(comparison), "images": len(runs[0]["labels"])}
-
-
-def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_settings: dict[str, Any]) -> None:
-    """Parse every stage's config (recipe files + overrides) before the first stage runs."""
-    from distill.cli import check_config
-
-    check_config(teacher_settings, recipe.configs("teacher"))
-    check_config(student_settings, recipe.configs("student"))
-    prune = recipe.prune()
-    if prune is not None:
-        for part in ("train", "finetune"):
-            check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
-
-
-def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02) -> dict[str, Any]:
-    """Prune the stage's model to ``macs`` (reused if ``path`` exists); returns the student settings of the
-    fine-tune: the pruned definition and its weights file."""
-    from distill.prune import prune_file
-
-    if path.is_file():
-        say(f"[pipeline] reusing pruned model {path}")
-    else:
-        prune_file(stage.model_file, macs, path, tolerance)
-    definition = torch.load(path, map_location="cpu", weights_only=True)["model"]
-    return {"model": {"init_args": {"student": definition, "weights": str(path)}}}
-
-
-def run_predict(stage: StageRecord, out_dir: Path, predict_dir: Path | None, layout: str) -> Path | None:
-    """``predict`` with the stage's own config and best checkpoint: ``submission.csv`` in ``out_dir``."""
-    from distill.cli import build_cli
-
-    args: dict[str, Any] = {"submission": {"out_dir": str(out_dir), "layout": layout, "overwrite": True},
-                            "trainer": {"logger": False}}
-    if predict_dir is not None:
-        args["data"] = {"predict_dir": str(predict_dir)}
-    cli = build_cli(args, run=False, config_files=[stage.config])
-    cli.trainer.predict(cli.model, cli.datamodule, ckpt_path=stage.checkpoint)
-    return cli.config_init["submission"].written
-
-
-def student_stage(recipe: Recipe, out: Path, settings: dict[str, Any], seed: int) -> StageRecord:
-    """One KD student; with a ``prune.yaml``: a larger student trained, pruned to the budget, fine-tuned."""
-    prune = recipe.prune()
-    if prune is None:
-        return run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}", settings, seed)
-    large = run_fit(recipe.configs("student"), out / "student_large" / f"seed_{seed}",
-                    merge(settings, prune.get("train") or {}), seed)
-    pruned = run_prune(large, out / "student_pruned" / f"seed_{seed}" / "model.pt", prune["macs"],
-                       prune.get("tolerance", 0.02))
-    tuned = run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}",
-                    merge(merge(settings, pruned), prune.get("finetune") or {}), seed)
-    return replace(tuned, seconds=large.seconds + tuned.seconds,  # the pruning itself takes seconds
-                   cache_fill_seconds=large.cache_fill_seconds + tuned.cache_fill_seconds)
-
-
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -343,16 +84,18 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                  command: str = "") -> dict[str, Any]:
     """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report.
 
-    ``settings``: overrides for the student stages (nested dict, as ``--set`` gives)."""
+    ``settings``: overrides (nested dict, as ``--set`` gives): for the student stages, except those under
+    ``teacher`` (for the teacher's fine-tune)."""
     from distill.competition import competition_score, describe
 
     data_root = data_root or recipe.data_root()
     data = {"data": {"root": data_root}}
-    student_settings = merge(data, settings or {})
+    teacher_overrides, student_overrides = split_settings(settings or {})
+    student_settings = merge(data, student_overrides)
     # the teacher holds out exactly the images the students hold out (never trained on by any stage)
     student_data = merge(recipe.data(), student_settings["data"])
     holdout = {k: student_data[k] for k in HOLDOUT_KEYS if k in student_data}
-    teacher_settings = merge(data, {"data": holdout})
+    teacher_settings = merge(merge(data, teacher_overrides), {"data": holdout})
     with_teacher = merge(student_settings, {
         "model": {"init_args": {"teacher": {"weights": str(out / "teacher" / "model.pt")}}},
         "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
@@ -405,7 +148,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                     "total_this_run": time.time() - t0},
         "precision": {"teacher_fine_tune": teacher.precision, "student": sorted({str(r.precision) for r in kd + ce}),
                       "teacher_forward": resolve("auto", "cuda" if torch.cuda.is_available() else "cpu")},
-        "machine": machine_info(str((settings or {}).get("precision", "auto"))),
+        "machine": machine_info(str(student_overrides.get("precision", "auto"))),
         "command": command,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
@@ -460,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher-only", action="store_true", help="stop after fine-tuning the teacher")
     parser.add_argument("--results-json", type=Path, help="also write the summary here")
     parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
-                        help="override for the student stages, e.g. --set trainer.max_epochs=30 (repeatable)")
+                        help="override for the student stages, e.g. --set trainer.max_epochs=30, or for the teacher's "
+                             "with a teacher. prefix: --set teacher.trainer.max_epochs=2 (repeatable)")
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     command = "distill pipeline " + " ".join(shlex.quote(a) for a in argv)

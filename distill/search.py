@@ -22,7 +22,8 @@ from pathlib import Path
 from distill.checkpoint import atomic_write_text
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import say
-from distill.pipeline import Recipe, merge, run_fit
+from distill.recipe import Recipe, merge
+from distill.stages import run_fit
 
 FIELDS = ["name", "student", "input_size", "width", "params", "macs_fvcore", "macs_competition", "val_f1",
           "score", "margin_over_0.5", "seconds", "model_file"]

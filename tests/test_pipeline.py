@@ -2,16 +2,22 @@ import csv
 import json
 
 import pytest
+import yaml
 
-from distill.pipeline import Recipe, parse_setting, run_pipeline
+from distill.pipeline import run_pipeline
+from distill.recipe import Recipe, parse_setting, split_settings
 
 
 def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, capsys):
     out = tmp_path / "out"
     fast = {"trainer": {"max_epochs": 2, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
-            "data": {"holdout_fraction": 0.2}}
+            "data": {"holdout_fraction": 0.2}, "teacher": {"trainer": {"max_epochs": 1}}}
     summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
                            settings=fast, results_json=tmp_path / "result.json")
+    # --set teacher.* reaches the teacher's stage only; the rest the students'
+    epochs = {stage: yaml.safe_load(open(json.loads((out / stage / "stage.json").read_text())["config"]))["trainer"]
+              ["max_epochs"] for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")}
+    assert epochs == {"teacher": 1, "student_kd/seed_0": 2, "student_ce/seed_0": 2}
     result = json.loads((tmp_path / "result.json").read_text())  # a committed result names no machine paths
     assert result["selected_student"] == "student_kd/seed_0/model.pt" and result["submission"] == "submission.csv"
     # the held-out images: the same for the teacher (given the students' setting) and both students
@@ -57,6 +63,12 @@ def test_recipes_and_settings(tmp_path):
     assert parse_setting("teacher_cache.enabled=false") == {"teacher_cache": {"enabled": False}}
     with pytest.raises(Exception, match="KEY=VALUE"):
         parse_setting("max_epochs")
+    teacher, students = split_settings({**parse_setting("teacher.trainer.max_epochs=2"),
+                                        **parse_setting("model.init_args.teacher.precision=32")})
+    assert teacher == {"trainer": {"max_epochs": 2}}
+    assert students == {"model": {"init_args": {"teacher": {"precision": 32}}}}
+    with pytest.raises(ValueError, match="teacher.trainer.max_epochs=2"):
+        split_settings(parse_setting("teacher=1"))
 
 
 def test_recipe_extending_another_and_prune_settings(tmp_path):

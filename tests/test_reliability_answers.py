@@ -23,7 +23,8 @@ from distill.cli import build_cli
 from distill.commands import main as distill_main
 from distill.data import WasteDataModule
 from distill.demo import make_demo_dataset
-from distill.pipeline import OutputInUseError, OutputLock, Recipe, run_pipeline
+from distill.pipeline import OutputInUseError, OutputLock, run_pipeline
+from distill.recipe import Recipe
 from distill.teacher import FrozenTeacher
 from distill.teacher_cache import ViewCache
 

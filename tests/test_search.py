@@ -40,7 +40,7 @@ def test_iso_score_inverse():
 def test_search_writes_csv_png_and_resumes(demo_root, tmp_path):
     from distill.models import create_model
 
-    from distill.pipeline import Recipe
+    from distill.recipe import Recipe
 
     weights = tmp_path / "teacher.pt"
     torch.save(create_model("resnet18", 9).state_dict(), weights)

@@ -1,0 +1,115 @@
+"""Recipes: which config files make each stage, composed on the shipped ``base`` recipe, plus ``--set`` overrides.
+
+A recipe is a folder with ``teacher.yaml`` and ``student.yaml`` (and optionally ``prune.yaml``, or a ``recipe.yaml``
+with ``extends: <recipe>``); the shipped ones are ``distill.recipes`` (the repository folder ``recipes/``).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGES = ("teacher", "student")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A folder with ``teacher.yaml`` and ``student.yaml``, composed on top of the shipped ``base`` recipe.
+
+    A ``recipe.yaml`` with ``extends: <recipe>`` composes on top of that recipe instead; then the folder's
+    own ``teacher.yaml`` / ``student.yaml`` are optional (e.g. a recipe that only adds ``prune.yaml``)."""
+
+    folder: Path
+    parent: "Recipe | None" = None
+
+    @staticmethod
+    def shipped() -> Path:
+        return Path(str(resources.files("distill.recipes")))
+
+    @classmethod
+    def find(cls, name_or_path: str | Path) -> "Recipe":
+        """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``...)."""
+        path = Path(name_or_path)
+        folder = path if path.is_dir() else cls.shipped() / str(name_or_path)
+        if not folder.is_dir():
+            names = sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
+            raise FileNotFoundError(f"recipe {name_or_path!r}: no such folder, and no shipped recipe of that name "
+                                    f"(shipped: {names})")
+        meta_file = folder / "recipe.yaml"
+        meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
+        parent = cls.find(meta["extends"]) if meta.get("extends") else None
+        if parent is None:
+            for stage in STAGES:
+                if not (folder / f"{stage}.yaml").is_file():
+                    raise FileNotFoundError(f"recipe {folder}: {stage}.yaml not found")
+        return cls(folder, parent)
+
+    def configs(self, stage: str) -> list[Path]:
+        """The config files of ``stage``, in the order they are composed."""
+        inherited = self.parent.configs(stage) if self.parent else [self.shipped() / "base" / f"{stage}.yaml"]
+        own = self.folder / f"{stage}.yaml"
+        return inherited + ([own] if own.is_file() else [])
+
+    def prune(self) -> dict[str, Any] | None:
+        """The recipe's ``prune.yaml`` (``macs``; ``train``: settings of the larger student trained first;
+        ``finetune``: settings of the fine-tune after pruning), or None."""
+        path = self.folder / "prune.yaml"
+        if not path.is_file():
+            return self.parent.prune() if self.parent else None
+        settings = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(settings.get("macs"), int) or settings["macs"] <= 0:
+            raise ValueError(f"{path}: needs macs: <MAC budget, a positive integer>")
+        unknown = set(settings) - {"macs", "tolerance", "train", "finetune"}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)} (macs, tolerance, train, finetune)")
+        return settings
+
+    def data(self, stage: str = "student") -> dict[str, Any]:
+        """The ``data`` settings of ``stage``'s config files, composed."""
+        composed: dict[str, Any] = {}
+        for path in self.configs(stage):
+            composed = merge(composed, (yaml.safe_load(path.read_text()) or {}).get("data") or {})
+        return composed
+
+    def data_root(self) -> str | None:
+        return self.data().get("root")
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict ``override`` on top of ``base`` (a new dict; neither is changed)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """``"trainer.max_epochs=30"`` -> ``{"trainer": {"max_epochs": 30}}`` (the value read as YAML). A key under
+    ``teacher.`` (``teacher.trainer.max_epochs=2``) is for the teacher's stage (``split_settings``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE, e.g. trainer.max_epochs=30")
+    try:
+        out: dict[str, Any] = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or err).strip()
+        raise argparse.ArgumentTypeError(f"--set {text!r}: the value of {key} is not valid YAML ({problem}); quote "
+                                         "strings and close brackets, e.g. --set 'trainer.max_epochs=30'") from None
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` overrides as (teacher stage, student stages): keys under ``teacher`` go to the teacher's
+    fine-tune, every other key to the students (``model.init_args.teacher...`` is a student's teacher)."""
+    students = {k: v for k, v in settings.items() if k != "teacher"}
+    teacher = settings.get("teacher") or {}
+    if not isinstance(teacher, dict):
+        raise ValueError(f"--set teacher={teacher!r}: give the teacher stage's keys, e.g. teacher.trainer.max_epochs=2")
+    return teacher, students

@@ -1,0 +1,186 @@
+"""Stage runners: one ``fit`` of the CLI into a folder (reused when finished, resumed when interrupted), its
+record, its evaluation on the held-out split, and the pruning and prediction steps the pipeline chains."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.checkpoint import (
+    DamagedFileError,
+    atomic_write_text,
+    load_trained,
+    read_model_file,
+    save_trained,
+)
+from distill.console import say
+from distill.recipe import Recipe, merge
+
+
+@dataclass
+class StageRecord:
+    """What a finished ``fit`` stage leaves in its ``stage.json``."""
+
+    val_f1: float
+    seconds: float
+    checkpoint: str
+    config: str
+    model_file: str
+    seed: int
+    input_size: int
+    base_size: int
+    cache_fill_seconds: float = 0.0  # the teacher-output fill inside this stage (part of ``seconds``)
+    holdout_f1: float | None = None  # the selected checkpoint on the held-out split (data.holdout_fraction)
+    holdout_file: str | None = None  # its per-image predictions (holdout.json), for paired comparisons
+    train_f1: float | None = None  # macro F1 on the training views, last epoch (under-/over-fitting)
+    last_val_f1: float | None = None  # val F1 of the last epoch (the selected one is the best: optimistic)
+    precision: str | None = None  # the trainer's precision, as resolved (e.g. 32-true)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "StageRecord":
+        return cls(**json.loads(path.read_text()))
+
+
+def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: int) -> StageRecord:
+    """One ``fit`` of the CLI into ``run_dir`` (reused if finished, resumed if interrupted)."""
+    from distill.cli import build_cli
+
+    record_path = run_dir / "stage.json"
+    if record_path.exists():
+        record = StageRecord.load(record_path)
+        try:
+            load_trained(record.model_file)
+        except (OSError, ValueError) as err:  # a damaged or missing model file: rebuild the stage
+            say(f"[pipeline] stage {run_dir} is finished but its model does not load ({err}); running it again")
+        else:
+            say(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record.val_f1:.4f})")
+            return record
+    checkpoints = run_dir / "checkpoints"
+    args = merge(settings, {"seed_everything": seed, "trainer": {"default_root_dir": str(run_dir)},
+                            "checkpoint": {"dirpath": str(checkpoints)},
+                            "last_checkpoint": {"dirpath": str(checkpoints)}})
+    resume = checkpoints / "last.ckpt"
+    if resume.exists():
+        try:
+            read_model_file(resume)
+        except DamagedFileError as err:
+            say(f"[pipeline] {err}: starting the stage afresh (the damaged file is kept as last.ckpt.damaged)")
+            resume.replace(resume.with_name("last.ckpt.damaged"))
+    say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume.exists() else ""))
+    start = time.time()
+    cli = build_cli(args, run=False, config_files=configs)
+    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
+    seconds = time.time() - start
+    best_callback = cli.config_init["checkpoint"]
+    model, meta = load_trained(best_callback.best_model_path)
+    exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
+                            base_size=meta["base_size"])
+    val_f1 = best_callback.best_model_score if best_callback.best_model_score is not None else meta["val_f1"]
+    holdout_f1, holdout_file = evaluate_holdout(model, cli.datamodule, run_dir / "holdout.json")
+    logged = cli.trainer.callback_metrics
+    record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(best_callback.best_model_path),
+                         config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
+                         input_size=meta["input_size"], base_size=meta["base_size"],
+                         cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds,
+                         holdout_f1=holdout_f1, holdout_file=holdout_file,
+                         train_f1=float(logged["train/f1"]) if "train/f1" in logged else None,
+                         last_val_f1=float(logged["val/f1"]) if "val/f1" in logged else None,
+                         precision=str(cli.trainer.precision))
+    record.save(record_path)
+    if holdout_f1 is not None:
+        say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {holdout_f1:.4f}")
+    return record
+
+
+def evaluate_holdout(model: torch.nn.Module, datamodule: Any, path: Path) -> tuple[float | None, str | None]:
+    """Macro F1 of ``model`` on the data module's held-out split, with its per-image predictions written to
+    ``path``; ``(None, None)`` when the recipe holds out nothing."""
+    from distill.evaluation import macro_f1, predict_labels
+
+    if not getattr(datamodule, "holdout_samples", None):
+        return None, None
+    datamodule.setup("test")
+    dataset = datamodule.holdout_set
+    labels = [s.label for s in dataset.samples]
+    preds = predict_labels(model, dataset)
+    f1 = macro_f1(np.array(labels), preds, datamodule.num_classes)
+    root = datamodule.root
+    atomic_write_text(path, json.dumps({"f1": f1, "class_names": datamodule.class_names,
+                                        "paths": [s.path.relative_to(root).as_posix() for s in dataset.samples],
+                                        "labels": labels, "preds": preds.tolist()}))
+    return f1, str(path)
+
+
+def compare_on_holdout(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str, Any] | None:
+    """KD minus no teacher on the held-out split: 3-seed means and a paired bootstrap interval over images."""
+    from distill.evaluation import paired_bootstrap
+
+    if not kd or not ce or any(r.holdout_file is None for r in kd + ce):
+        return None
+    runs = [json.loads(Path(r.holdout_file).read_text()) for r in kd + ce]
+    if any(run["paths"] != runs[0]["paths"] for run in runs):
+        raise ValueError("the KD and no-teacher stages held out different images: compare only runs of one recipe")
+    comparison = paired_bootstrap(np.array(runs[0]["labels"]), [np.array(r["preds"]) for r in runs[: len(kd)]],
+                                  [np.array(r["preds"]) for r in runs[len(kd):]], len(runs[0]["class_names"]))
+    return {**asdict(comparison), "images": len(runs[0]["labels"])}
+
+
+def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_settings: dict[str, Any]) -> None:
+    """Parse every stage's config (recipe files + overrides) before the first stage runs."""
+    from distill.cli import check_config
+
+    check_config(teacher_settings, recipe.configs("teacher"))
+    check_config(student_settings, recipe.configs("student"))
+    prune = recipe.prune()
+    if prune is not None:
+        for part in ("train", "finetune"):
+            check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
+
+
+def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02) -> dict[str, Any]:
+    """Prune the stage's model to ``macs`` (reused if ``path`` exists); returns the student settings of the
+    fine-tune: the pruned definition and its weights file."""
+    from distill.prune import prune_file
+
+    if path.is_file():
+        say(f"[pipeline] reusing pruned model {path}")
+    else:
+        prune_file(stage.model_file, macs, path, tolerance)
+    definition = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    return {"model": {"init_args": {"student": definition, "weights": str(path)}}}
+
+
+def run_predict(stage: StageRecord, out_dir: Path, predict_dir: Path | None, layout: str) -> Path | None:
+    """``predict`` with the stage's own config and best checkpoint: ``submission.csv`` in ``out_dir``."""
+    from distill.cli import build_cli
+
+    args: dict[str, Any] = {"submission": {"out_dir": str(out_dir), "layout": layout, "overwrite": True},
+                            "trainer": {"logger": False}}
+    if predict_dir is not None:
+        args["data"] = {"predict_dir": str(predict_dir)}
+    cli = build_cli(args, run=False, config_files=[stage.config])
+    cli.trainer.predict(cli.model, cli.datamodule, ckpt_path=stage.checkpoint)
+    return cli.config_init["submission"].written
+
+
+def student_stage(recipe: Recipe, out: Path, settings: dict[str, Any], seed: int) -> StageRecord:
+    """One KD student; with a ``prune.yaml``: a larger student trained, pruned to the budget, fine-tuned."""
+    prune = recipe.prune()
+    if prune is None:
+        return run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}", settings, seed)
+    large = run_fit(recipe.configs("student"), out / "student_large" / f"seed_{seed}",
+                    merge(settings, prune.get("train") or {}), seed)
+    pruned = run_prune(large, out / "student_pruned" / f"seed_{seed}" / "model.pt", prune["macs"],
+                       prune.get("tolerance", 0.02))
+    tuned = run_fit(recipe.configs("student"), out / "student_kd" / f"seed_{seed}",
+                    merge(merge(settings, pruned), prune.get("finetune") or {}), seed)
+    return replace(tuned, seconds=large.seconds + tuned.seconds,  # the pruning itself takes seconds
+                   cache_fill_seconds=large.cache_fill_seconds + tuned.cache_fill_seconds)
