@@ -76,6 +76,15 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def selected_val_f1(checkpoint: dict[str, Any], monitor: str = "val/f1") -> float | None:
+    """The best ``monitor`` score of the checkpoint's ``ModelCheckpoint`` (Lightning keeps it in the callback's
+    state, written before the checkpoint it selects): the val F1 that chose this checkpoint, or None."""
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if isinstance(state, dict) and state.get("monitor") == monitor and state.get("best_model_score") is not None:
+            return float(state["best_model_score"])
+    return None
+
+
 def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by ``save_trained`` or trained by a ``distill.module`` module (a Lightning ``.ckpt``).
 
@@ -92,7 +101,7 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                              "or its network was passed as a module object)")
         meta = {"model": data["model_def"], "num_classes": hp["num_classes"],
                 "class_names": hp.get("class_names") or [], "input_size": data.get("input_size"),
-                "base_size": data.get("base_size"), "val_f1": data.get("best_val_f1")}
+                "base_size": data.get("base_size"), "val_f1": selected_val_f1(data)}
         state = read_state_dict(path)
     else:
         meta = {k: v for k, v in data.items() if k != "state_dict"}

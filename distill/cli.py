@@ -24,7 +24,7 @@ from distill.console import (
     say,  # noqa: E402
 )
 from distill.data import WasteDataModule  # noqa: E402
-from distill.module import Classifier  # noqa: E402
+from distill.module import TrainingModule  # noqa: E402
 from distill.precision import choose  # noqa: E402
 from distill.stopping import StopOnSignal  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
@@ -86,7 +86,7 @@ def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> N
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-            ConfigCheck(Classifier, WasteDataModule, subclass_mode_model=True, seed_everything_default=0, args=args,
+            ConfigCheck(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0, args=args,
                         run=False, parser_kwargs=parser_kwargs)
     except ArgumentError as err:
         raise ValueError(f"invalid config ({', '.join(str(p) for p in config_files)} + overrides): {err}") from None
@@ -102,7 +102,7 @@ def build_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True,
         parser_kwargs = {sub: parser_kwargs for sub in ("fit", "validate", "test", "predict")}
     with warnings.catch_warnings():  # called from Python: the caller's own sys.argv is not ours to parse
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-        return DistillCLI(Classifier, WasteDataModule, subclass_mode_model=True, seed_everything_default=0, args=args,
+        return DistillCLI(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0, args=args,
                           run=run, parser_kwargs=parser_kwargs,
                           trainer_defaults={"deterministic": "warn", "log_every_n_steps": 10},
                           save_config_kwargs={"overwrite": True})

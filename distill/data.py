@@ -18,7 +18,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import lightning as L
 import numpy as np
@@ -26,9 +26,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from distill.checkpoint import atomic_write_text
+from distill.choices import check_choice
 from distill.console import say
 from distill.preprocess import ImageLoadError, load_square
-from distill.transforms import AUGMENTATIONS, augmentation
+from distill.transforms import Augment, augmentation
 
 log = logging.getLogger(__name__)
 
@@ -287,17 +288,15 @@ class WasteDataModule(L.LightningDataModule):
             Either choice is recorded in ``report.json``.
     """
 
-    def __init__(self, root: str, image_size: int = 224, val_mode: str = "given", val_fraction: float = 0.15,
-                 seed: int = 0, batch_size: int = 64, num_workers: int = 0, augment: str = "light",
+    def __init__(self, root: str, image_size: int = 224, val_mode: Literal["given", "merge"] = "given", val_fraction: float = 0.15,
+                 seed: int = 0, batch_size: int = 64, num_workers: int = 0, augment: Augment = "light",
                  keep_aspect: bool = True, cache_images: bool = True, image_cache_dir: str | None = None,
                  strict: bool = False,
                  balanced_sampler: bool = False, predict_dir: str | None = None,
                  predict_fallback: str | None = None, holdout_fraction: float = 0.0, holdout_seed: int = 0):
         super().__init__()
-        if val_mode not in ("given", "merge"):
-            raise ValueError(f"val_mode={val_mode!r}: choose 'given' or 'merge'")
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"augment={augment!r}: choose one of {AUGMENTATIONS}")
+        check_choice(val_mode, Literal["given", "merge"], "val_mode")
+        check_choice(augment, Augment, "augment")
         if image_size < 8:
             raise ValueError(f"image_size={image_size} is too small (>= 8)")
         if batch_size < 1:

@@ -1,5 +1,10 @@
-"""LightningModules: ``Classifier`` trains one network on labels (a teacher fine-tune, or a student
-without a teacher); ``DistillModule`` adds a frozen teacher and a distillation loss.
+"""LightningModules, mdistiller-style siblings over one small base:
+
+- ``TrainingModule``: what every training shares (the network, label loss and mixup, metrics, optimiser and
+  schedule, evaluation, prediction, checkpoint hooks); a subclass says how a step's logits become loss terms;
+- ``Classifier``: one network on labels (a teacher fine-tune);
+- ``DistillModule``: a student, a frozen teacher and a distillation loss (without a teacher: the no-teacher
+  baseline on labels alone).
 
 Batches are ``distill.data.Batch`` dicts of uint8 images at the run's base size; every network gets its
 own view of the same (augmented) image through ``distill.preprocess.model_input``.
@@ -7,9 +12,8 @@ own view of the same (augmented) image through ``distill.preprocess.model_input`
 from __future__ import annotations
 
 import copy
-import math
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -19,14 +23,16 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from distill.checkpoint import selected_val_f1
+from distill.choices import check_choice
 from distill.data import check_class_names
 from distill.losses import KD, DistillLoss, Focal, LabelLoss, Terms
 from distill.models import create_model, model_definition
 from distill.preprocess import channels_last, model_input, unit_float
 from distill.teacher import FrozenTeacher, TeacherSpec
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "onecycle", "none")
+Optimizer = Literal["adamw", "sgd"]
+Schedule = Literal["cosine", "onecycle", "none"]
 
 
 # Defaults shown in the CLI's config; a module given one gets a fresh instance of its own (a default
@@ -43,8 +49,8 @@ def weighted_sum(terms: Terms) -> torch.Tensor:
     return sum(terms.values())  # type: ignore[return-value]
 
 
-class Classifier(L.LightningModule):
-    """Supervised training of one network.
+class TrainingModule(L.LightningModule):
+    """The shared base: one network trained on ``losses(...)`` terms (a subclass defines them).
 
     Args:
         num_classes: number of classes (the CLI links it from the data module).
@@ -63,9 +69,9 @@ class Classifier(L.LightningModule):
 
     def __init__(self, num_classes: int, net: str | dict | nn.Module = "tiny", input_size: int | None = None,
                  width: float | None = None, weights: str | None = None,
-                 label_loss: LabelLoss = DEFAULT_LABEL_LOSS, optimizer: str = "adamw", lr: float = 3e-3,
-                 weight_decay: float = 5e-4, schedule: str = "cosine", warmup_epochs: int = 1, mixup: float = 0.0,
-                 class_counts: list[int] | None = None, class_names: list[str] | None = None):
+                 label_loss: LabelLoss = DEFAULT_LABEL_LOSS, optimizer: Optimizer = "adamw", lr: float = 3e-3,
+                 weight_decay: float = 5e-4, schedule: Schedule = "cosine", warmup_epochs: int = 1,
+                 mixup: float = 0.0, class_counts: list[int] | None = None, class_names: list[str] | None = None):
         super().__init__()
         objects = ["net", "student"] if isinstance(net, nn.Module) else []
         self.save_hyperparameters(ignore=objects + ["label_loss", "distill_loss", "teacher"])
@@ -91,16 +97,14 @@ class Classifier(L.LightningModule):
         self.val_per_class = MulticlassF1Score(num_classes, average=None)
         self.test_metrics = metrics.clone(prefix="test/")
         self.test_per_class = MulticlassF1Score(num_classes, average=None)
-        self.best_val_f1: float | None = None
+        self.selected_val_f1: float | None = None  # of a loaded checkpoint (its ModelCheckpoint's best score)
 
     def _check_options(self) -> None:
         hp = self.hparams
         if hp.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {hp.num_classes}")
-        if hp.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={hp.optimizer!r}: choose one of {OPTIMIZERS}")
-        if hp.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={hp.schedule!r}: choose one of {SCHEDULES}")
+        check_choice(hp.optimizer, Optimizer, "optimizer")
+        check_choice(hp.schedule, Schedule, "schedule")
         if hp.mixup < 0:
             raise ValueError(f"mixup must be >= 0 (0 = off), got {hp.mixup}")
         if hp.lr <= 0:
@@ -113,14 +117,19 @@ class Classifier(L.LightningModule):
         """Logits for a uint8 (or 0..1 float) batch at any size."""
         return self.net(model_input(images, self.net.preprocess))
 
-    def mixed_losses(self, images: torch.Tensor, labels: torch.Tensor) -> Terms:
+    def losses(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, batch: dict) -> Terms:
+        """Named loss terms and their weighted total ``loss`` for ``logits`` of ``images`` (what the network saw;
+        ``batch`` may carry ``partner_label`` / ``mix_weight`` of mixed images)."""
+        raise NotImplementedError
+
+    def mixed_losses(self, images: torch.Tensor, labels: torch.Tensor, batch: dict | None = None) -> Terms:
         """Mixup: the batch mixed with a shuffled copy, each loss term mixed with the same weight."""
         lam = float(torch.distributions.Beta(self.hparams.mixup, self.hparams.mixup).sample())
         perm = torch.randperm(len(labels), device=labels.device)
         x = unit_float(images)
         mixed = lam * x + (1 - lam) * x[perm]
         weights = torch.full((len(labels),), lam, device=labels.device)
-        return self.combine(self(mixed), labels, self.teacher_logits(mixed), labels[perm], weights)
+        return self.losses(self(mixed), labels, mixed, {"partner_label": labels[perm], "mix_weight": weights})
 
     def label_terms(self, logits: torch.Tensor, labels: torch.Tensor, partner_labels: torch.Tensor | None = None,
                     weights: torch.Tensor | None = None) -> Terms:
@@ -131,26 +140,13 @@ class Classifier(L.LightningModule):
         other = self.label_loss(logits, partner_labels, 1 - weights)
         return {k: own[k] + other[k] for k in own}
 
-    def combine(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-                partner_labels: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> Terms:
-        """Named loss terms and their weighted total ``loss`` (``teacher_logits`` unused without a teacher)."""
-        terms = self.label_terms(logits, labels, partner_labels, weights)
-        return {"loss": weighted_sum(terms), **terms}
-
-    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
-        return None
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
         if self.hparams.mixup > 0:
-            if "teacher_logits" in batch:
-                raise ValueError("model.mixup mixes images the cached teacher never saw: record mixed views in the "
-                                 "teacher cache instead (teacher_cache.mix), or set model.mixup 0")
-            losses = self.mixed_losses(images, labels)
+            losses = self.mixed_losses(images, labels, batch)
         else:
-            teacher = batch["teacher_logits"] if "teacher_logits" in batch else self.teacher_logits(images)
             logits = self(images)
-            losses = self.combine(logits, labels, teacher, batch.get("partner_label"), batch.get("mix_weight"))
+            losses = self.losses(logits, labels, images, batch)
             # macro F1 on the views it trains on (own labels), beside val/f1: under- or over-fitting, read off
             self.train_metrics.update(logits.detach(), labels)
             self.log("train/f1", self.train_metrics, on_step=False, on_epoch=True)
@@ -181,10 +177,7 @@ class Classifier(L.LightningModule):
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        values = self._log_evaluation("val")
-        if not self.trainer.sanity_checking:
-            f1 = float(values["val/f1"])
-            self.best_val_f1 = f1 if self.best_val_f1 is None else max(self.best_val_f1, f1)
+        self._log_evaluation("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         """``distill test``: the held-out split (``data.holdout_fraction``), else the validation split."""
@@ -213,24 +206,18 @@ class Classifier(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         if hp.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total)
-        else:
+        else:  # linear warm-up, then cosine to zero, stepped every batch
             per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
             warm = min(hp.warmup_epochs * per_epoch, total // 2)
-
-            def factor(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                progress = (step - warm) / max(1, total - warm)
-                return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warm))
+            sched = cosine if warm == 0 else torch.optim.lr_scheduler.SequentialLR(
+                opt, [torch.optim.lr_scheduler.LinearLR(opt, 1 / warm, 1.0, warm), cosine], milestones=[warm])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["model_def"] = self.model_def
         checkpoint["input_size"] = self.net.preprocess.input_size
-        checkpoint["best_val_f1"] = self.best_val_f1
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         checkpoint["base_size"] = getattr(getattr(datamodule, "hparams", None), "image_size", None)
 
@@ -240,10 +227,19 @@ class Classifier(L.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         check_class_names((checkpoint.get("hyper_parameters") or {}).get("class_names"), self.hparams.class_names,
                           getattr(datamodule, "root", None))
-        self.best_val_f1 = checkpoint.get("best_val_f1")
+        self.selected_val_f1 = selected_val_f1(checkpoint)
 
 
-class DistillModule(Classifier):
+class Classifier(TrainingModule):
+    """Supervised training of one network on its labels (the label loss; mixup if set). Args: as
+    ``TrainingModule``."""
+
+    def losses(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, batch: dict) -> Terms:
+        terms = self.label_terms(logits, labels, batch.get("partner_label"), batch.get("mix_weight"))
+        return {"loss": weighted_sum(terms), **terms}
+
+
+class DistillModule(TrainingModule):
     """Student training with a frozen teacher: ``distill_weight * distill_loss + (1 - distill_weight) *
     label_loss``. Without a teacher it trains the student on labels alone (the no-teacher baseline).
 
@@ -254,7 +250,7 @@ class DistillModule(Classifier):
             Its logits come from the batch when the teacher-output cache replays them, else it runs online.
         distill_loss: a ``DistillLoss`` (``KD``, ``DKD``, ``DIST``, or any subclass by ``class_path``).
         distill_weight: weight of the distillation terms in [0, 1]; the label terms get the rest.
-        Other arguments: as ``Classifier``. With ``mixup`` the online teacher sees the mixed image.
+        Other arguments: as ``TrainingModule``. With ``mixup`` the online teacher sees the mixed image.
     """
 
     net_option = "student"
@@ -311,8 +307,19 @@ class DistillModule(Classifier):
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         return None if self.teacher is None else self.teacher(images)
 
+    def mixed_losses(self, images: torch.Tensor, labels: torch.Tensor, batch: dict | None = None) -> Terms:
+        if batch is not None and "teacher_logits" in batch:
+            raise ValueError("model.mixup mixes images the cached teacher never saw: record mixed views in the "
+                             "teacher cache instead (teacher_cache.mix), or set model.mixup 0")
+        return super().mixed_losses(images, labels, batch)
+
+    def losses(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, batch: dict) -> Terms:
+        teacher = batch["teacher_logits"] if "teacher_logits" in batch else self.teacher_logits(images)
+        return self.combine(logits, labels, teacher, batch.get("partner_label"), batch.get("mix_weight"))
+
     def combine(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
                 partner_labels: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> Terms:
+        """Named loss terms and their weighted total ``loss`` (``teacher_logits`` None: the label loss alone)."""
         label_terms = self.label_terms(logits, labels, partner_labels, weights)
         if teacher_logits is None:  # no teacher: plain training on labels
             return {"loss": weighted_sum(label_terms), **label_terms}

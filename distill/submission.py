@@ -7,18 +7,19 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.checkpoint import atomic_write_text
+from distill.choices import check_choice
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import say
 from distill.models import reparameterize
 
-LAYOUTS = ("csv", "competition")
+Layout = Literal["csv", "competition"]
 
 
 class RuleViolationError(RuntimeError):
@@ -78,13 +79,12 @@ class SubmissionWriter(BasePredictionWriter):
         f1_base, macs_base: the score's constants for the report (the CLI links them from ``complexity``).
     """
 
-    def __init__(self, out_dir: str | None = None, layout: str = "csv", allow_rule_violations: bool = False,
+    def __init__(self, out_dir: str | None = None, layout: Layout = "csv", allow_rule_violations: bool = False,
                  overwrite: bool = False, f1_base: float = F1_BASE, macs_base: float = MACS_BASE):
         super().__init__(write_interval="epoch")
         self.f1_base, self.macs_base = f1_base, macs_base
         self.complexity: dict[str, Any] = {}
-        if layout not in LAYOUTS:
-            raise ValueError(f"submission.layout={layout!r}: choose one of {LAYOUTS}")
+        check_choice(layout, Layout, "submission.layout")
         self.out_dir, self.layout = out_dir, layout
         self.allow_rule_violations, self.overwrite = allow_rule_violations, overwrite
         self.written: Path | None = None
@@ -126,7 +126,7 @@ class SubmissionWriter(BasePredictionWriter):
         # the competition layout carries the figure of the competition's own counter (fvcore's stays in report.json)
         text = render_csv(rows) if self.layout == "csv" else render_competition(rows, complexity["macs_competition"])
         self.written = atomic_write_text(out / "submission.csv", text)
-        val_f1 = pl_module.best_val_f1
+        val_f1 = pl_module.selected_val_f1
         report = {
             "submission": str(self.written), "layout": self.layout, "images": len(rows),
             "predict_dir": str(trainer.datamodule.predict_dir), "class_names": class_names,

@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import lightning as L
 import numpy as np
@@ -35,6 +35,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from distill.checkpoint import atomic_write, atomic_write_text
+from distill.choices import check_choice
 from distill.console import duration, say
 from distill.data import ImageDataset, files_key
 from distill.preprocess import model_input, resize_uint8
@@ -44,8 +45,8 @@ from distill.teacher import FrozenTeacher
 from distill.transforms import definition
 
 FORMAT_VERSION = 2
-MIX_MODES = ("none", "mixup", "cutmix", "both")
-BACKENDS = ("auto", "torch", "onnxruntime")
+MixMode = Literal["none", "mixup", "cutmix", "both"]
+Backend = Literal["auto", "torch", "onnxruntime"]
 ONNX_TOLERANCE = 1e-3  # max |logit difference| from eager float32 accepted for the ONNX Runtime fill
 
 
@@ -54,13 +55,12 @@ class MixSpec:
     """How recorded views are mixed: ``mode`` (none, mixup, cutmix, or both at random), the Beta(alpha,
     alpha) of the own image's share, and the fraction ``prob`` of views that are mixed."""
 
-    mode: str = "none"
+    mode: MixMode = "none"
     alpha: float = 1.0
     prob: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.mode not in MIX_MODES:
-            raise ValueError(f"teacher_cache.mix={self.mode!r}: choose one of {MIX_MODES}")
+        check_choice(self.mode, MixMode, "teacher_cache.mix")
         if self.alpha <= 0:
             raise ValueError(f"teacher_cache.mix_alpha must be > 0, got {self.alpha}")
         if not 0 <= self.prob <= 1:
@@ -316,8 +316,9 @@ class ViewCache:
     def __init__(self, teacher: FrozenTeacher, dataset: ImageDataset, cache_dir: str | Path, views: int,
                  num_classes: int, student_size: int, seed: int = 0, mix: MixSpec = MixSpec(),
                  render: bool = True, backend: str = "torch"):
-        if backend not in BACKENDS[1:]:
-            raise ValueError(f"fill backend {backend!r}: choose one of {BACKENDS[1:]}")
+        if backend == "auto":
+            raise ValueError("fill backend 'auto': resolve it first (teacher_cache.backend)")
+        check_choice(backend, Backend, "fill backend")
         self.teacher, self.source, self.views, self.seed, self.mix = teacher, dataset, views, seed, mix
         self.num_classes, self.size, self.backend = num_classes, student_size, backend
         self.render = render and student_size < dataset.size
@@ -492,15 +493,14 @@ class TeacherCache(Callback):
             CPU, else torch.
     """
 
-    def __init__(self, enabled: bool = True, views: int = 8, mix: str = "none", mix_alpha: float = 1.0,
+    def __init__(self, enabled: bool = True, views: int = 8, mix: MixMode = "none", mix_alpha: float = 1.0,
                  mix_prob: float = 1.0, cache_dir: str | None = None, seed: int = 0, batch_size: int = 64,
-                 render: bool = True, backend: str = "auto"):
+                 render: bool = True, backend: Backend = "auto"):
         if views < 1:
             raise ValueError(f"teacher_cache.views must be >= 1, got {views}")
         self.mix = MixSpec(mix, mix_alpha, mix_prob)
         self.enabled, self.render, self.views, self.cache_dir = enabled, render, views, cache_dir
-        if backend not in BACKENDS:
-            raise ValueError(f"teacher_cache.backend={backend!r}: choose one of {BACKENDS}")
+        check_choice(backend, Backend, "teacher_cache.backend")
         self.seed, self.batch_size, self.backend = seed, batch_size, backend
         self.cache: ViewCache | None = None
         self.fill_seconds = 0.0  # wall time of the fill this fit ran (0 when it found the cache complete)

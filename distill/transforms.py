@@ -6,19 +6,22 @@ normalised with its own mean/std (``distill.preprocess.model_input``).
 from __future__ import annotations
 
 import os
+from typing import Literal, get_args
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
 
-AUGMENTATIONS = ("none", "light", "strong")
+from distill.choices import check_choice  # noqa: E402
+
+Augment = Literal["none", "light", "strong"]
+AUGMENTATIONS = get_args(Augment)
 
 
 def augmentation(preset: str) -> A.Compose:
     """The named augmentation preset. A view is reproduced by seeding the pipeline
     (``set_random_seed``: same seed, same pixels); ``definition`` serialises what it does."""
-    if preset not in AUGMENTATIONS:
-        raise ValueError(f"augment={preset!r}: choose one of {AUGMENTATIONS}")
+    check_choice(preset, Augment, "augment")
     if preset == "none":
         ops: list = []
     elif preset == "light":

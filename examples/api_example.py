@@ -37,7 +37,7 @@ trainer.fit(student_module, dm)
 student = student_module.student.eval()
 size = student.preprocess.input_size
 macs = count_macs(student, size).total
-f1 = student_module.best_val_f1
+f1 = float(trainer.callback_metrics["val/f1"])  # the last epoch's
 print(f"student: {macs:,} MACs (fvcore), {competition_macs(student, size):,} (competition counter), "
       f"rules: {check_rules(student, size) or 'ok'}, val macro F1 {f1:.3f}, score {competition_score(f1, macs):.3f}")
 print(f"after BN folding: {count_macs(fuse_bn(student), size).total:,} MACs")

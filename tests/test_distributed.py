@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import torch
 
+from distill.checkpoint import selected_val_f1
+
 
 def fit(demo_root, out, cache, teacher, *extra):
     command = [sys.executable, "-m", "distill", "fit", "--data.root", str(demo_root), "--data.image_size", "40",
@@ -19,7 +21,7 @@ def fit(demo_root, out, cache, teacher, *extra):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     best = next(out.glob("lightning_logs/version_0/checkpoints/best.ckpt"))
-    return torch.load(best, map_location="cpu", weights_only=True)["best_val_f1"]
+    return selected_val_f1(torch.load(best, map_location="cpu", weights_only=True))
 
 
 def test_ddp_fill_is_split_and_matches_one_process(demo_root, tmp_path):

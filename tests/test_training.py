@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from distill.models import Preprocess, create_model
 from torch import nn
 
-from distill.checkpoint import load_trained
+from distill.checkpoint import load_trained, selected_val_f1
 from distill.cli import build_cli
 from distill.data import WasteDataModule
 from distill.losses import KD, DistillLoss, Focal, kd_loss
@@ -82,9 +82,9 @@ def test_loss_is_the_weighted_sum_of_named_terms():
 
 
 def test_same_seed_same_f1_and_weights(demo_root, tmp_path):
-    a, _, _ = fit_module(demo_root, tmp_path / "a", seed=3)
-    b, _, _ = fit_module(demo_root, tmp_path / "b", seed=3)
-    assert a.best_val_f1 == b.best_val_f1
+    a, trainer_a, _ = fit_module(demo_root, tmp_path / "a", seed=3)
+    b, trainer_b, _ = fit_module(demo_root, tmp_path / "b", seed=3)
+    assert float(trainer_a.callback_metrics["val/f1"]) == float(trainer_b.callback_metrics["val/f1"])
     for (k, va), vb in zip(a.student.state_dict().items(), b.student.state_dict().values()):
         assert torch.equal(va, vb), k
 
@@ -144,7 +144,7 @@ def test_cli_fit_then_predict_writes_complete_submission(demo_root, tmp_path):
 
     card = report_card(student, WasteDataModule(str(demo_root), image_size=meta["base_size"], augment="none"),
                        tmp_path / "card")
-    assert card["val_macro_f1"] == pytest.approx(ckpt["best_val_f1"], abs=1e-6)
+    assert card["val_macro_f1"] == pytest.approx(selected_val_f1(ckpt), abs=1e-6)
 
 
 class FunctionalStudent(nn.Module):
@@ -199,8 +199,8 @@ def test_mixup_of_identical_samples_equals_plain_loss(with_teacher):
 def test_mixup_trains_and_rejects_negative(demo_root, tmp_path):
     with pytest.raises(ValueError, match="mixup"):
         DistillModule(9, mixup=-1)
-    module, _, _ = fit_module(demo_root, tmp_path, teacher=tiny_teacher(9), epochs=1, mixup=0.4)
-    assert module.best_val_f1 is not None
+    _, trainer, _ = fit_module(demo_root, tmp_path, teacher=tiny_teacher(9), epochs=1, mixup=0.4)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"]) and "val/f1" in trainer.callback_metrics
 
 
 class HalfKD(DistillLoss):

@@ -1,12 +1,16 @@
 """Label losses: focal loss (class imbalance) and plain cross-entropy."""
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 
+from distill.choices import check_choice
 from distill.losses.base import LabelLoss, Terms
 
-ALPHA_RULES = ("none", "inverse", "effective")
+AlphaRule = Literal["none", "inverse", "effective"]
+ALPHA_RULES = get_args(AlphaRule)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: torch.Tensor | None = None,
@@ -31,8 +35,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, a
 def class_alpha(counts: list[int], rule: str = "effective", beta: float = 0.999) -> torch.Tensor | None:
     """Per-class weights from class counts, normalised to mean 1: ``inverse`` frequency, ``effective``
     number of samples (Cui et al. 2019, (1-beta)/(1-beta^n)), or ``none`` (returns None)."""
-    if rule not in ALPHA_RULES:
-        raise ValueError(f"focal alpha rule {rule!r}: choose one of {ALPHA_RULES}")
+    check_choice(rule, AlphaRule, "focal alpha rule")
     if rule == "none":
         return None
     n = torch.tensor([max(c, 1) for c in counts], dtype=torch.float64)
@@ -47,12 +50,11 @@ class Focal(LabelLoss):
         label_smoothing: in [0, 1).
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: str = "effective", label_smoothing: float = 0.0):
+    def __init__(self, gamma: float = 2.0, alpha: AlphaRule = "effective", label_smoothing: float = 0.0):
         super().__init__()
         if gamma < 0:
             raise ValueError(f"focal gamma must be >= 0, got {gamma}")
-        if alpha not in ALPHA_RULES:
-            raise ValueError(f"focal alpha={alpha!r}: choose one of {ALPHA_RULES}")
+        check_choice(alpha, AlphaRule, "focal alpha")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.gamma, self.alpha_rule, self.label_smoothing = gamma, alpha, label_smoothing
