@@ -206,12 +206,12 @@ class TrainingModule(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         if hp.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total)
-        else:  # linear warm-up, then cosine to zero, stepped every batch
+        else:  # linear warm-up (step s: (s + 1) / warm), then cosine to zero, stepped every batch
             per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
             warm = min(hp.warmup_epochs * per_epoch, total // 2)
             cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warm))
             sched = cosine if warm == 0 else torch.optim.lr_scheduler.SequentialLR(
-                opt, [torch.optim.lr_scheduler.LinearLR(opt, 1 / warm, 1.0, warm), cosine], milestones=[warm])
+                opt, [torch.optim.lr_scheduler.LinearLR(opt, 1 / warm, 1.0, max(1, warm - 1)), cosine], milestones=[warm])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ checkpoints

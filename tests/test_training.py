@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import textwrap
 
 import lightning as L
@@ -246,3 +247,25 @@ def test_time_estimate_after_a_short_probe(demo_root, tmp_path, capsys):
     assert "[estimate]" in printed and "for the 3 epoch(s) left" in printed
     with pytest.raises(ValueError, match="probe_batches"):
         TimeEstimate(probe_batches=-1)
+
+
+def test_warm_up_cosine_schedule_is_the_closed_form():
+    """SequentialLR(LinearLR, CosineAnnealingLR): step s < warm gives (s + 1) / warm, then cosine to zero."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    module = DistillModule(4, student="nano", input_size=32, warmup_epochs=2, lr=1.0)
+    total, epochs = 40, 10
+    fake = SimpleNamespace(estimated_stepping_batches=total, max_epochs=epochs)
+    with mock.patch.object(type(module), "trainer", new_callable=mock.PropertyMock, return_value=fake):
+        config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    warm = 2 * total // epochs
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [(s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
+                for s in range(total)]
+    assert lrs == pytest.approx(expected, abs=1e-9)
