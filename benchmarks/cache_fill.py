@@ -22,9 +22,9 @@ import torch  # noqa: E402
 from common import data_root, machine, relative, write_result  # noqa: E402
 from distill.models import create_model  # noqa: E402
 
+from distill.cache import MixSpec, ViewCache, fill_share, teacher_forward  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.teacher import FrozenTeacher  # noqa: E402
-from distill.teacher_cache import MixSpec, ViewCache  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cache = ViewCache(teacher, dataset, tmp, args.views, dm.num_classes, args.student_size,
                               mix=MixSpec(args.mix), backend=backend)
-            forward = cache.forward()
+            forward = teacher_forward(cache)
             forward(images)
             start = time.perf_counter()
             for _ in range(rounds):
@@ -63,7 +63,7 @@ def main() -> None:
                                   mix=MixSpec(args.mix), backend=backend)
                 cache.create()
                 start = time.perf_counter()  # the fill itself: the teacher's ONNX export is made once, above
-                cache.fill_share(batch_size=args.batch, num_workers=workers, forward=forward)
+                fill_share(cache, batch_size=args.batch, num_workers=workers, forward=forward)
                 fills[f"{backend}, {workers} workers"] = len(dataset) * args.views / (time.perf_counter() - start)
                 disk = sum(p.stat().st_size for p in Path(tmp).iterdir() if p.suffix == ".npy")
     best = max(fills, key=fills.get)

@@ -19,10 +19,10 @@ import lightning as L  # noqa: E402
 from common import data_root, machine, relative, write_result  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
+from distill.cache import TeacherCache  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import DistillModule  # noqa: E402
 from distill.teacher import TeacherSpec  # noqa: E402
-from distill.teacher_cache import TeacherCache  # noqa: E402
 
 
 class Clock(Callback):

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import data_root, machine, relative, write_result  # noqa: E402
 
+from distill.cache import ViewCache  # noqa: E402
 from distill.recipe import Recipe, merge  # noqa: E402
 from distill.stages import run_fit, run_predict  # noqa: E402
-from distill.teacher_cache import ViewCache  # noqa: E402
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.cuda import is_available as cuda_available  # noqa: E402
 
+from distill.cache import TeacherCache  # noqa: E402
 from distill.callbacks import StudentComplexity, TimeEstimate  # noqa: E402
 from distill.console import (
     quiet_third_party,  # noqa: E402
@@ -28,7 +29,6 @@ from distill.module import TrainingModule  # noqa: E402
 from distill.precision import choose  # noqa: E402
 from distill.stopping import StopOnSignal  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
-from distill.teacher_cache import TeacherCache  # noqa: E402
 
 
 class DistillCLI(LightningCLI):
@@ -56,6 +56,7 @@ class DistillCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        check_compatible(config)
         if config.trainer.get("precision") is None:
             accelerator = str(config.trainer.get("accelerator") or "auto")
             device = "cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and cuda_available()) else "cpu"
@@ -65,11 +66,21 @@ class DistillCLI(LightningCLI):
                 say(f"precision auto: {config.trainer.precision} ({choice.reason})")
 
 
+def check_compatible(config: Any) -> None:
+    """Options that each parse but do not go together fail here, before anything is built."""
+    init = config.get("model", {}).get("init_args") or {}
+    cache = config.get("teacher_cache") or {}
+    if (init.get("mixup") or 0) > 0 and init.get("teacher") is not None and cache.get("enabled", True):
+        raise ValueError("model.mixup mixes images the cached teacher never saw: record mixed views in the teacher "
+                         "cache instead (teacher_cache.mix), or set model.mixup 0, or teacher_cache.enabled false")
+
+
 class ConfigCheck(DistillCLI):
     """Parses and type-checks a config like ``DistillCLI`` and builds nothing (no data, model or trainer)."""
 
     def before_instantiate_classes(self) -> None:
-        pass
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        check_compatible(config)
 
     def instantiate_classes(self) -> None:
         pass

@@ -2,6 +2,7 @@
 
     distill fit --config recipes/base/student.yaml --config recipes/trashnet/student.yaml
     distill pipeline --demo runs/demo
+    distill cache --config ... --model.teacher.weights T.pt   (fill the teacher-output cache, no training)
     distill search | export | prune | report | complexity | demo ...   (each with --help)
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import sys
 from typing import Callable
 
-from distill import competition, demo, export, pipeline, prune, report, search
+from distill import cache_stage, competition, demo, export, pipeline, prune, report, search
 from distill.cli import build_cli
 from distill.console import quiet_third_party
 from distill.pipeline import OutputInUseError
@@ -20,7 +21,7 @@ from distill.submission import RuleViolationError
 
 COMMANDS: dict[str, Callable[[list[str] | None], None]] = {
     "pipeline": pipeline.main, "search": search.main, "export": export.main, "report": report.main,
-    "complexity": competition.main, "demo": demo.main, "prune": prune.main,
+    "complexity": competition.main, "demo": demo.main, "prune": prune.main, "cache": cache_stage.main,
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 

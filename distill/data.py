@@ -328,7 +328,9 @@ class WasteDataModule(L.LightningDataModule):
         self.skipped_files: list[str] = []
         self.predict_unreadable: list[str] = []  # unreadable images handled by predict_fallback
         self.predict_skipped: dict[str, str] = {}  # images under the predict folder not predicted, and why
-        self.train_set: ImageDataset | None = None
+        self.train_set: ImageDataset | None = None  # what training reads: the images, or the teacher's outputs
+        self.train_images: ImageDataset | None = None  # the training images themselves (augmented, decoded)
+        self.teacher_outputs: Dataset | None = None  # replayed views with teacher logits (distill.cache)
         self.val_set: ImageDataset | None = None
         self.holdout_set: ImageDataset | None = None
         self.predict_set: ImageDataset | None = None
@@ -403,6 +405,20 @@ class WasteDataModule(L.LightningDataModule):
                 raise ImageLoadError(f"{len(errors)} unreadable training image(s) (strict mode):\n  {listing}")
             warnings.warn(f"skipped {len(errors)} unreadable image(s):\n  {listing}", stacklevel=3)
         self.skipped_files += list(errors)
+        if "train" in todo:
+            self.train_images = self.train_set
+            if self.teacher_outputs is not None:
+                self.train_set = self.teacher_outputs
+
+    def use_teacher_outputs(self, replay: Dataset) -> None:
+        """Train on ``replay`` (the teacher-output cache replaying recorded views of ``train_images`` with the
+        teacher's logits, ``distill.cache``) instead of augmenting the training images."""
+        if len(replay) != len(self.train_samples):
+            raise ValueError(f"the teacher outputs cover {len(replay)} images, the training split has "
+                             f"{len(self.train_samples)}: they were made for other data")
+        self.teacher_outputs = replay
+        if self.train_images is not None:
+            self.train_set = replay
 
     def _announce_cache(self, n_images: int) -> None:
         hp = self.hparams

@@ -145,6 +145,15 @@ def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_setti
             check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
 
 
+def run_cache(configs: list[Path], settings: dict[str, Any], seed: int):
+    """The teacher-output cache as its own stage (``distill.cache_stage``): filled, resumed or reused before
+    any student of these settings trains; None when they have no teacher to cache."""
+    from distill.cache_stage import fill_cache
+
+    say("[pipeline] teacher-output cache")
+    return fill_cache(merge(settings, {"seed_everything": seed, "trainer": {"logger": False}}), configs)
+
+
 def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02) -> dict[str, Any]:
     """Prune the stage's model to ``macs`` (reused if ``path`` exists); returns the student settings of the
     fine-tune: the pruned definition and its weights file."""

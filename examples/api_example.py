@@ -10,11 +10,11 @@ import torch
 from distill.models import fuse_bn
 
 from distill import check_rules, competition_macs, competition_score, count_macs
+from distill.cache import TeacherCache
 from distill.data import WasteDataModule
 from distill.demo import make_demo_dataset
 from distill.losses import DIST, CrossEntropy
 from distill.module import Classifier, DistillModule
-from distill.teacher_cache import TeacherCache
 
 L.seed_everything(0)
 root = make_demo_dataset(Path(tempfile.mkdtemp()) / "data", per_class=40, test_images=10)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from distill.models import create_model
 
+from distill.cache import ViewCache, fill_share
 from distill.checkpoint import (
     DamagedFileError,
     atomic_write_text,
@@ -26,7 +27,6 @@ from distill.demo import make_demo_dataset
 from distill.pipeline import OutputInUseError, OutputLock, run_pipeline
 from distill.recipe import Recipe
 from distill.teacher import FrozenTeacher
-from distill.teacher_cache import ViewCache
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -57,7 +57,7 @@ def small_cache(root, cache_dir):
     teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
     cache = ViewCache(teacher, dm.train_set, cache_dir, 2, num_classes=9, student_size=16)
     cache.create()
-    cache.fill_share()
+    fill_share(cache)
     return teacher, dm.train_set
 
 
@@ -76,7 +76,7 @@ def test_truncated_or_altered_cache_is_refilled_not_used(fresh_demo, tmp_path, c
     try:
         cache.create()
         assert "wrong size" in capsys.readouterr().out and not cache.complete()
-        cache.fill_share()
+        fill_share(cache)
     finally:
         np.load = real_load
     assert np.array_equal(np.load(cache.logits_file), good_logits)
@@ -87,14 +87,14 @@ def test_truncated_or_altered_cache_is_refilled_not_used(fresh_demo, tmp_path, c
     del views
     cache.create()
     assert "checksum" in capsys.readouterr().out and not cache.complete()
-    cache.fill_share()
+    fill_share(cache)
     assert np.array_equal(np.load(cache.views_file), good_views) and cache.complete()
 
     opened.clear()
     np.load = lambda *a, **k: opened.append(k.get("mmap_mode")) or real_load(*a, **k)
     try:  # a complete cache is read, never opened for writing
         cache.create()
-        cache.fill_share()
+        fill_share(cache)
         cache.dataset()
     finally:
         np.load = real_load
@@ -259,7 +259,7 @@ def test_sigterm_during_the_fill_saves_it_and_the_rerun_resumes(fresh_demo, tmp_
     teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
     whole = ViewCache(teacher, dm.train_set, tmp_path / "whole", 4, num_classes=9, student_size=16)
     whole.create()
-    whole.fill_share(batch_size=8)
+    fill_share(whole, batch_size=8)
 
     cache = ViewCache(teacher, dm.train_set, tmp_path / "stopped", 4, num_classes=9, student_size=16)
     cache.create()
@@ -272,9 +272,9 @@ def test_sigterm_during_the_fill_saves_it_and_the_rerun_resumes(fresh_demo, tmp_
         return teacher(images)
 
     with pytest.raises(StopRequested, match="saved at 16 of .* run the same command again") as stop:
-        cache.fill_share(batch_size=8, forward=forward)
+        fill_share(cache, batch_size=8, forward=forward)
     assert stop.value.code == 143 and len(calls) == 2 and not cache.complete()
-    cache.fill_share(batch_size=8)  # the rerun goes on from view 16
+    fill_share(cache, batch_size=8)  # the rerun goes on from view 16
     assert cache.complete()
     assert np.array_equal(np.load(cache.logits_file), np.load(whole.logits_file))
     assert np.array_equal(np.load(cache.views_file), np.load(whole.views_file))

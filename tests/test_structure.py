@@ -114,3 +114,38 @@ def test_importing_the_library_changes_no_global_state():
     result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300,
                             env={**__import__("os").environ, "DISTILL_VERBOSE": ""})
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# bottom-up: a module imports only from its own layer or the ones before it (package __init__ re-exports aside)
+LAYERS = [
+    ("networks", ["distill.models"]),
+    ("data and losses", ["distill.choices", "distill.console", "distill.checkpoint", "distill.precision",
+                         "distill.preprocess", "distill.transforms", "distill.data", "distill.losses",
+                         "distill.evaluation", "distill.stopping", "distill.runtime", "distill.teacher",
+                         "distill.complexity", "distill.competition", "distill.demo"]),
+    ("modules", ["distill.module", "distill.cache", "distill.callbacks", "distill.submission", "distill.export",
+                 "distill.prune", "distill.report"]),
+    ("cli", ["distill.cli"]),
+    ("stages", ["distill.recipe", "distill.stages", "distill.cache_stage"]),
+    ("commands", ["distill.pipeline", "distill.search", "distill.commands", "distill.__main__"]),
+]
+
+
+def layer_of(name: str) -> int:
+    for index, (_, prefixes) in enumerate(LAYERS):
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            return index
+    raise AssertionError(f"{name} belongs to no layer of tests/test_structure.py LAYERS: add it to one")
+
+
+def test_layers_read_bottom_up():
+    """networks -> data/losses -> modules -> CLI -> stages -> commands, with no arrow back."""
+    modules = all_modules()
+    for name, path in modules.items():
+        if name == "distill":
+            continue  # the package's own __init__ only re-exports
+        for imported in imports_of(name, path, set(modules)):
+            if imported == "distill":
+                continue
+            assert layer_of(imported) <= layer_of(name), (
+                f"{name} ({LAYERS[layer_of(name)][0]}) imports {imported} ({LAYERS[layer_of(imported)][0]})")

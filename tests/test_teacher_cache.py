@@ -1,23 +1,26 @@
+import json
+
 import lightning as L
 import numpy as np
 import pytest
 import torch
 from distill.models import create_model
 
-from distill.data import WasteDataModule
-from distill.losses import Focal, kd_loss
-from distill.module import DistillModule
-from distill.preprocess import model_input, resize_uint8
-from distill.teacher import FrozenTeacher
-from distill.teacher_cache import (
+from distill.cache import (
     CachedViews,
     MixSpec,
     TeacherCache,
     ViewCache,
     cache_key,
     draw_views,
+    fill_share,
     render_view,
 )
+from distill.data import WasteDataModule
+from distill.losses import Focal, kd_loss
+from distill.module import DistillModule
+from distill.preprocess import model_input, resize_uint8
+from distill.teacher import FrozenTeacher
 
 
 def make_teacher(seed=0, precision="32"):
@@ -34,7 +37,7 @@ def train_set(root, augment="strong"):
 def filled(teacher, ds, tmp_path, views=2, mix=MixSpec(), size=24, **fill):
     cache = ViewCache(teacher, ds, tmp_path, views, num_classes=9, student_size=size, mix=mix)
     cache.create()
-    cache.fill_share(**fill)
+    fill_share(cache, **fill)
     return cache
 
 
@@ -45,7 +48,7 @@ def test_replayed_views_are_pixel_identical(demo_root, tmp_path):
     assert not torch.equal(a, ds.view(3, seed=99))  # another seed is another view
     cache = ViewCache(make_teacher(), ds, tmp_path, 3, num_classes=9, student_size=24, render=False)
     cache.create()
-    cache.fill_share()
+    fill_share(cache)
     replay = cache.dataset()
     record = replay.record
     torch.manual_seed(0)
@@ -104,7 +107,7 @@ def test_changing_a_presets_definition_refills_the_cache(fresh_demo, tmp_path, m
     new = ViewCache(teacher, redefined, tmp_path, 2, num_classes=9, student_size=24)
     assert new.stem != old.stem and not new.complete()  # not served the old views and logits
     new.create()
-    new.fill_share()
+    fill_share(new)
     mirrored = torch.from_numpy(redefined.base_image(0)[:, ::-1].copy()).permute(2, 0, 1)
     assert torch.equal(redefined.view(0, int(new.record().seeds[0, 0])), mirrored)  # the new definition's view
 
@@ -177,7 +180,7 @@ def test_stopped_fill_resumes_without_redoing_work(demo_root, tmp_path, monkeypa
     _, ds = train_set(demo_root)
     teacher = make_teacher()
     whole = filled(teacher, ds, tmp_path / "whole", views=3, batch_size=8)
-    import distill.teacher_cache as tc
+    import distill.cache.fill as tc
 
     cache = ViewCache(teacher, ds, tmp_path / "stopped", 3, num_classes=9, student_size=24)
     cache.create()
@@ -195,13 +198,13 @@ def test_stopped_fill_resumes_without_redoing_work(demo_root, tmp_path, monkeypa
 
     monkeypatch.setattr(tc, "fill", stop_after_two_batches)
     with pytest.raises(KeyboardInterrupt):
-        cache.fill_share(batch_size=8)
+        fill_share(cache, batch_size=8)
     assert not cache.complete()
     monkeypatch.setattr(tc, "fill", real_fill)
     seen = []
     teacher_call = teacher.__class__.__call__
     monkeypatch.setattr(teacher.__class__, "__call__", lambda self, x: seen.append(len(x)) or teacher_call(self, x))
-    cache.fill_share(batch_size=8)
+    fill_share(cache, batch_size=8)
     assert cache.complete() and sum(seen) == len(ds) * 3 - 16  # the two finished batches were not redone
     assert np.allclose(np.load(cache.logits_file), np.load(whole.logits_file), atol=1e-6)
     assert np.array_equal(np.load(cache.views_file), np.load(whole.views_file))
@@ -213,9 +216,9 @@ def test_shares_of_several_processes_make_one_cache(demo_root, tmp_path):
     whole = filled(teacher, ds, tmp_path / "one", views=2)
     cache = ViewCache(teacher, ds, tmp_path / "two", 2, num_classes=9, student_size=24)
     cache.create()
-    cache.fill_share(rank=1, world_size=2)
+    fill_share(cache, rank=1, world_size=2)
     assert not cache.complete()
-    cache.fill_share(rank=0, world_size=2)
+    fill_share(cache, rank=0, world_size=2)
     assert cache.complete()
     assert np.allclose(np.load(cache.logits_file), np.load(whole.logits_file), atol=1e-6)
 
@@ -264,9 +267,52 @@ def test_onnxruntime_fill_matches_eager_float32(demo_root, tmp_path):
     eager = filled(teacher, ds, tmp_path / "torch", views=2)
     onnx = ViewCache(teacher, ds, tmp_path / "ort", 2, num_classes=9, student_size=24, backend="onnxruntime")
     onnx.create()
-    onnx.fill_share(batch_size=16)
+    fill_share(onnx, batch_size=16)
     assert onnx.stem.name != eager.stem.name  # its own cache key
     assert np.allclose(np.load(onnx.logits_file), np.load(eager.logits_file), atol=1e-4)
     assert np.array_equal(np.load(onnx.views_file), np.load(eager.views_file))
     with pytest.raises(ValueError, match="backend"):
         TeacherCache(backend="tensorrt")
+
+
+def cache_args(demo_root, teacher_file, cache_dir, *extra):
+    return ["--data.root", str(demo_root), "--data.image_size", "40", "--data.batch_size", "8",
+            "--model.student", "nano", "--model.input_size", "24", "--model.teacher.name", "resnet18",
+            "--model.teacher.weights", str(teacher_file), "--model.teacher.input_size", "32",
+            "--teacher_cache.views", "2", "--teacher_cache.cache_dir", str(cache_dir), "--teacher_cache.backend",
+            "torch", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", *extra]
+
+
+def test_distill_cache_fills_what_a_fit_then_reads(demo_root, tmp_path, capsys):
+    """The cache is a stage of its own: ``distill cache`` fills it from a teacher file, the fit with the same
+    options finds it complete (no fill, no teacher built for training) and trains from it."""
+    from distill.models import create_model
+
+    from distill.cache_stage import fill_cache, main
+    from distill.cli import build_cli
+
+    teacher = tmp_path / "teacher.pt"
+    torch.save(create_model("resnet18", 9).state_dict(), teacher)
+    args = cache_args(demo_root, teacher, tmp_path / "cache")
+    main(args)
+    record = json.loads((tmp_path / "cache" / "stage.json").read_text())
+    assert record["views"] == 2 and record["fill_seconds"] > 0 and record["images"] > 0
+    cli = build_cli(["fit", *args, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "fit")])
+    callback = cli.config_init["fit"]["teacher_cache"]
+    assert callback.fill_seconds == 0 and str(callback.cache.stem) == record["stem"]
+    assert isinstance(cli.datamodule.train_set, CachedViews) and cli.model.teacher is None
+    again = fill_cache(args)  # reused: the recorded fill time is kept
+    assert again.fill_seconds == record["fill_seconds"] and again.stem == record["stem"]
+    with pytest.raises(ValueError, match="nothing to cache"):
+        main([*args, "--teacher_cache.enabled", "false"])
+
+
+def test_mixup_with_the_cache_fails_when_the_config_is_parsed(demo_root, tmp_path):
+    from distill.cli import build_cli, check_config
+
+    args = cache_args(demo_root, tmp_path / "no_teacher_needed.pt", tmp_path / "cache", "--model.mixup", "0.4")
+    with pytest.raises(ValueError, match="model.mixup mixes images the cached teacher never saw"):
+        build_cli(["fit", *args])
+    with pytest.raises(ValueError, match="model.mixup mixes images"):
+        check_config({"data": {"root": str(demo_root)}, "model": {"init_args": {"mixup": 0.4, "teacher": {"name": "resnet18"}}}}, [])
+    assert not (tmp_path / "cache").exists()  # nothing built, nothing filled

@@ -1,0 +1,135 @@
+"""Filling the cache: render each recorded view in loader workers, run the teacher on it (eager PyTorch or ONNX
+Runtime), write its logits and the view at the student's size, batch by batch, saving progress as it goes (a
+stopped fill resumes; SIGTERM and Ctrl-C keep every finished batch)."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from distill.cache.store import ViewCache, _Progress, complete, job_share
+from distill.cache.views import ViewRecord, render_view
+from distill.console import duration, say
+from distill.data import ImageDataset
+from distill.preprocess import model_input, resize_uint8
+from distill.runtime import OnnxForward
+from distill.stopping import StopRequested, stop_requests
+
+ONNX_TOLERANCE = 1e-3  # max |logit difference| from eager float32 accepted for the ONNX Runtime fill
+
+
+class _ViewJobs(Dataset):
+    """Jobs ``start .. stop-1`` (job = i * K + k) as items, so loader workers render views in parallel."""
+
+    def __init__(self, dataset: ImageDataset, record: ViewRecord, start: int, stop: int):
+        self.dataset, self.record, self.start, self.stop = dataset, record, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, item: int):
+        job = self.start + item
+        i, k = divmod(job, self.record.views)
+        return render_view(self.dataset, self.record, i, k), job
+
+
+@torch.no_grad()
+def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
+         step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
+         num_workers: int = 0, save_every: int = 4096) -> None:
+    """Render the views of ``progress``'s share not done yet, batch by batch; ``step(images)`` gives each
+    array's values for the batch (teacher logits, resized views), written at their (i, k)."""
+    from tqdm.auto import tqdm
+
+    jobs = DataLoader(_ViewJobs(dataset, record, progress.done, progress.stop), batch_size=batch_size,
+                      num_workers=num_workers)
+    views = record.views
+    start, since_save = time.time() - progress.seconds, 0
+    probe_start, probed = time.time(), 0
+    written = progress.done  # jobs before this one are in the arrays
+
+    def save() -> None:
+        for array in arrays.values():
+            array.flush()
+        progress.save(written, time.time() - start)
+
+    with tqdm(total=progress.stop - progress.start, initial=progress.done - progress.start, desc=desc,
+              unit="view", dynamic_ncols=True) as bar, stop_requests() as stop_requested:
+        try:
+            for images, job in jobs:
+                if stop_requested():  # SIGTERM: what is filled was saved after the previous batch
+                    raise StopRequested(f"stopped by SIGTERM: {desc} saved at {written - progress.start:,} of "
+                                        f"{progress.stop - progress.start:,} views; run the same command again "
+                                        "to resume the fill where it stopped")
+                i, k = (job // views).numpy(), (job % views).numpy()
+                for name, values in step(images).items():
+                    arrays[name][i, k] = values.numpy()
+                written = int(job[-1]) + 1
+                since_save += len(job)
+                bar.update(len(job))
+                probed += len(job)
+                if probed >= 4 * batch_size and probe_start is not None:  # a short measured probe, then the estimate
+                    rate = probed / (time.time() - probe_start)
+                    say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration((progress.stop - written) / rate)}"
+                        " left")
+                    probe_start = None
+                if since_save >= save_every or written == progress.stop or stop_requested():
+                    save()
+                    since_save = 0
+        except KeyboardInterrupt:  # Ctrl-C: keep every finished batch
+            save()
+            raise
+
+
+def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size: int = 64, num_workers: int = 0,
+               device: torch.device | str = "cpu",
+               forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    """Run the teacher on (and render) this process's share of the views not done yet
+    (``forward``: the teacher's forward already made by ``teacher_forward(cache)``, else made here)."""
+    total = cache.n * cache.views
+    start, stop = job_share(total, rank, world_size)
+    record = cache.record()
+    size, render = cache.size, cache.render
+    if not complete(cache.logits_file, total):  # a complete cache is never opened for writing
+        arrays = {"logits": np.load(cache.logits_file, mmap_mode="r+")}
+        if render:
+            arrays["views"] = np.load(cache.views_file, mmap_mode="r+")
+        progress = _Progress(cache.logits_file, rank, start, stop)
+        # the views of the jobs already done were rendered in the same pass: both resume together
+        forward = forward or teacher_forward(cache)
+
+        def step(images: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = {"logits": forward(images.to(device)).cpu()}
+            if render:
+                out["views"] = resize_uint8(images, size)
+            return out
+
+        fill(cache.source, record, arrays, progress, step, f"teacher outputs ({cache.views} views/image)",
+             batch_size, num_workers)
+        if render:
+            _Progress(cache.views_file, rank, start, stop).save(stop, progress.seconds)
+    elif render and not complete(cache.views_file, total):
+        progress = _Progress(cache.views_file, rank, start, stop)
+        fill(cache.source, record, {"views": np.load(cache.views_file, mmap_mode="r+")}, progress,
+             lambda images: {"views": resize_uint8(images, size)}, f"rendering views at {size}px",
+             batch_size, num_workers)
+
+def teacher_forward(cache: ViewCache) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The teacher's forward for the fill: eager PyTorch, or ONNX Runtime (float32)."""
+    if cache.backend == "torch":
+        return cache.teacher
+    example = model_input(torch.stack([cache.source.view(i, i) for i in range(min(4, cache.n))]),
+                          cache.teacher.preprocess)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx = OnnxForward(cache.teacher.model, Path(tmp) / "teacher.onnx", example)
+    with torch.no_grad():
+        gap = float((onnx(example) - cache.teacher.model(example).float()).abs().max())
+    if gap > ONNX_TOLERANCE:
+        raise RuntimeError(f"the teacher in ONNX Runtime differs from PyTorch float32 by {gap:.2e} (> "
+                           f"{ONNX_TOLERANCE}): set teacher_cache.backend: torch")
+    return lambda images: onnx(model_input(images, cache.teacher.preprocess))

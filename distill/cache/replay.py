@@ -1,0 +1,40 @@
+"""Replaying the cache: a training set whose items are recorded views with the teacher's logits for them."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from distill.cache.views import ViewRecord, render_view
+from distill.data import ImageDataset
+
+
+class CachedViews(Dataset):
+    """A training set whose items replay one recorded view per image (drawn anew each time) with the
+    teacher's logits for exactly that view: ``{"image", "label", "index", "teacher_logits"}``, plus
+    ``partner_label`` and ``mix_weight`` (the own label's share) when the cache records mixed views.
+
+    ``rendered``: the views already resized to the student's size; else each view is rendered again from
+    its record at the base size."""
+
+    def __init__(self, dataset: ImageDataset, record: ViewRecord, logits: np.ndarray,
+                 rendered: np.ndarray | None = None):
+        self.dataset, self.record, self.logits, self.rendered = dataset, record, logits, rendered
+        self.labels = torch.tensor([s.label for s in dataset.samples])
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        k = int(torch.randint(0, self.record.views, ()).item())
+        if self.rendered is not None:
+            image = torch.from_numpy(np.array(self.rendered[index, k]))
+        else:
+            image = render_view(self.dataset, self.record, index, k)
+        item = {"image": image, "label": int(self.labels[index]), "index": index,
+                "teacher_logits": torch.from_numpy(np.array(self.logits[index, k]))}
+        if self.record.mixed:
+            partner = int(self.record.partners[index, k])
+            item["partner_label"] = int(self.labels[partner]) if partner >= 0 else item["label"]
+            item["mix_weight"] = float(self.record.weights[index, k])
+        return item

@@ -1,0 +1,71 @@
+"""The teacher-output cache as a stage of its own: ``distill cache`` (and the pipeline, before any student
+trains) fills it from a fine-tuned teacher file; every student ``fit`` of the same settings then reads it.
+
+    distill cache --config recipes/base/student.yaml --config recipes/trashnet/student.yaml \
+        --data.root ../shared/data/trashnet --model.teacher.weights runs/x/teacher/model.pt \
+        --teacher_cache.cache_dir runs/x/teacher_cache
+
+It takes the options of ``distill fit`` (they say which images, which teacher, which student size, how many
+views) and runs no training. A stopped fill resumes when the same command runs again.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.checkpoint import atomic_write_text
+from distill.console import say
+
+
+@dataclass
+class CacheRecord:
+    """What a cache stage leaves in ``<cache_dir>/stage.json``."""
+
+    stem: str  # the cache's files: <stem>.record.pt, <stem>.logits.npy, <stem>.<S>px.npy
+    views: int
+    images: int
+    seconds: float  # wall time of this stage (0 fill when the cache was complete already)
+    fill_seconds: float
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2))
+
+
+def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] = ()) -> CacheRecord | None:
+    """Fill the teacher-output cache a ``fit`` with ``args`` on ``config_files`` would read, without training.
+    None when that fit has nothing to cache (no teacher, or ``teacher_cache.enabled: false``)."""
+    from distill.cli import build_cli
+
+    start = time.time()
+    cli = build_cli(args, run=False, config_files=config_files)
+    callback, datamodule = cli.config_init["teacher_cache"], cli.datamodule
+    datamodule.setup("fit")
+    cache = callback.prepare(cli.trainer, cli.model, datamodule)
+    if cache is None:
+        return None
+    path = cache.stem.parent / "stage.json"
+    fill_seconds = callback.fill_seconds
+    if not fill_seconds and path.is_file():  # reused: the fill's time is the one recorded when it ran
+        before = json.loads(path.read_text())
+        fill_seconds = before["fill_seconds"] if before.get("stem") == str(cache.stem) else 0.0
+    record = CacheRecord(stem=str(cache.stem), views=cache.views, images=cache.n, seconds=time.time() - start,
+                         fill_seconds=fill_seconds)
+    record.save(path)
+    say(f"[cache] {cache.n} images x {cache.views} views in {cache.stem.parent} "
+        + (f"filled in {callback.fill_seconds:.0f} s" if callback.fill_seconds else "(complete already: reused)"))
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("Options: those of `distill fit --help`.")
+        return
+    if fill_cache(argv) is None:
+        raise ValueError("nothing to cache: this config has no teacher (model.init_args.teacher) or "
+                         "teacher_cache.enabled is false")
