@@ -1,25 +1,37 @@
 """Knowledge distillation of image classifiers into tiny students for on-device waste sorting.
 
-Layers, bottom up: ``distill.models`` (networks, the repository folder ``models/``) -> ``distill.preprocess`` / ``distill.data`` / ``distill.losses`` /
-``distill.teacher`` -> ``distill.module`` and its callbacks -> ``distill.cli`` -> ``distill.pipeline`` and the
-other commands (``distill.commands``).
+Layers, bottom up (``tests/test_structure.py`` checks them): ``distill.models`` (networks, the repository folder
+``models/``) -> data and losses (``distill.preprocess``, ``distill.data``, ``distill.losses``, ``distill.teacher``
+...) -> modules (``distill.module``, ``distill.cache``, callbacks) -> ``distill.cli`` -> stages (``distill.recipe``,
+``distill.stages``, ``distill.cache_stage``) -> commands (``distill.pipeline``, ``distill.commands`` ...).
 
 Importing the library changes no global state (warning filters, logger levels): the ``distill`` command
-quiets known third-party notices for itself (``distill.console.quiet_third_party``).
+quiets known third-party notices for itself (``distill.console.quiet_third_party``). The names below are
+imported when first used, so ``import distill`` (and ``distill --help``) does not load torch.
 """
+from __future__ import annotations
+
+import importlib
 import os
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from distill.competition import (  # noqa: E402
-           F1_BASE,
-           MACS_BASE,
-           check_rules,
-           competition_macs,
-           competition_score,
-           describe,
-)
-from distill.complexity import count_macs, count_params  # noqa: E402
+_EXPORTS = {
+    "F1_BASE": "distill.competition", "MACS_BASE": "distill.competition", "check_rules": "distill.competition",
+    "competition_macs": "distill.competition", "competition_score": "distill.competition",
+    "describe": "distill.competition", "count_macs": "distill.complexity", "count_params": "distill.complexity",
+}
+__all__ = list(_EXPORTS)
 
-__all__ = ["F1_BASE", "MACS_BASE", "check_rules", "competition_macs", "competition_score", "describe", "count_macs",
-           "count_params"]
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'distill' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.checkpoint import atomic_write_text
 from distill.console import say
 
 
@@ -32,6 +31,8 @@ class CacheRecord:
     fill_seconds: float
 
     def save(self, path: Path) -> None:
+        from distill.checkpoint import atomic_write_text
+
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
 
 

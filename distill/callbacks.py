@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import duration, say
 from distill.models import reparameterize
+from distill.stopping import StopRequested
 
 
 class StudentComplexity(Callback):
@@ -85,3 +86,18 @@ class TimeEstimate(Callback):
         self.estimate_seconds = per_epoch * epochs
         say(f"[estimate] {per_batch * 1000:.0f} ms per batch: {duration(per_epoch)} per epoch, about "
             f"{duration(self.estimate_seconds)} for the {epochs} epoch(s) left (validation not included)")
+
+
+class StopOnSignal(Callback):
+    """Stop a fit after the current training batch once SIGTERM arrived; ``last.ckpt`` of the last finished
+    epoch is what resumes it (``--ckpt_path .../last.ckpt``; the pipeline resumes by itself)."""
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if getattr(trainer, "received_sigterm", False):
+            paths = [p for c in trainer.checkpoint_callbacks
+                     for p in (getattr(c, "last_model_path", ""), getattr(c, "best_model_path", "")) if p]
+            last = next((p for p in paths if p.endswith("last.ckpt")), paths[0] if paths else "")
+            where = (f"resume from {last} (the end of the last finished epoch): run the same pipeline command "
+                     "again, or add --ckpt_path to the same distill fit command") if last else \
+                "no epoch had finished, so nothing to resume: run the command again"
+            raise StopRequested(f"stopped by SIGTERM at epoch {trainer.current_epoch}, batch {batch_idx}; {where}")

@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.cuda import is_available as cuda_available  # noqa: E402
 
 from distill.cache import TeacherCache  # noqa: E402
-from distill.callbacks import StudentComplexity, TimeEstimate  # noqa: E402
+from distill.callbacks import StopOnSignal, StudentComplexity, TimeEstimate  # noqa: E402
 from distill.console import (
     quiet_third_party,  # noqa: E402
     say,  # noqa: E402
@@ -27,7 +27,6 @@ from distill.console import (
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import TrainingModule  # noqa: E402
 from distill.precision import choose  # noqa: E402
-from distill.stopping import StopOnSignal  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
 
 

@@ -7,42 +7,51 @@
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from typing import Callable
 
-from distill import cache_stage, competition, demo, export, pipeline, prune, report, search
-from distill.cli import build_cli
-from distill.console import quiet_third_party
-from distill.pipeline import OutputInUseError
-from distill.preprocess import ImageLoadError
-from distill.stopping import StopRequested
-from distill.submission import RuleViolationError
-
-COMMANDS: dict[str, Callable[[list[str] | None], None]] = {
-    "pipeline": pipeline.main, "search": search.main, "export": export.main, "report": report.main,
-    "complexity": competition.main, "demo": demo.main, "prune": prune.main, "cache": cache_stage.main,
+# command -> the module whose main(argv) runs it; imported only when that command runs, so that
+# ``distill --help`` loads no torch or Lightning
+COMMANDS: dict[str, str] = {
+    "pipeline": "distill.pipeline", "search": "distill.search", "export": "distill.export",
+    "report": "distill.report", "complexity": "distill.competition", "demo": "distill.demo",
+    "prune": "distill.prune", "cache": "distill.cache_stage",
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 
 
-# Errors that say what is wrong with an input or option: the message is the whole story, no traceback
-EXPECTED_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, ImageLoadError, RuleViolationError,
-                   OutputInUseError)
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that say what is wrong with an input or option: the message is the whole story, no traceback."""
+    from distill.pipeline import OutputInUseError
+    from distill.preprocess import ImageLoadError
+    from distill.submission import RuleViolationError
+
+    return (FileNotFoundError, NotADirectoryError, ValueError, ImageLoadError, RuleViolationError, OutputInUseError)
 
 
 def expected_error(err: BaseException) -> BaseException | None:
     """``err`` itself, or the expected error it was raised from (the Lightning CLI wraps some), or None."""
+    known = expected_errors()
     while err is not None:
-        if isinstance(err, EXPECTED_ERRORS):
+        if isinstance(err, known):
             return err
         err = err.__cause__ or err.__context__
     return None
 
 
 def main(argv: list[str] | None = None) -> None:
-    quiet_third_party()  # the command's own choice; importing the library leaves warnings and loggers alone
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in (*COMMANDS, *LIGHTNING):
+        print(__doc__)
+        print("commands: " + ", ".join(LIGHTNING + tuple(COMMANDS)) + "; `distill COMMAND --help` for each")
+        if argv and argv[0] not in ("-h", "--help"):
+            sys.exit(f"distill: unknown command {argv[0]!r}")
+        return
+    from distill.console import quiet_third_party
+    from distill.stopping import StopRequested
+
+    quiet_third_party()  # the command's own choice; importing the library leaves warnings and loggers alone
     try:
         run_command(argv)
     except StopRequested as stop:  # SIGTERM: progress saved; say how to resume, exit 143
@@ -56,21 +65,17 @@ def main(argv: list[str] | None = None) -> None:
         known = expected_error(err)
         if known is None or os.environ.get("DISTILL_VERBOSE"):
             raise
-        name = f"distill {argv[0]}" if argv else "distill"
-        print(f"{name}: error: {known}\n(set DISTILL_VERBOSE=1 to see the traceback)", file=sys.stderr)
+        print(f"distill {argv[0]}: error: {known}\n(set DISTILL_VERBOSE=1 to see the traceback)", file=sys.stderr)
         sys.exit(2)
 
 
 def run_command(argv: list[str]) -> None:
-    if argv and argv[0] in COMMANDS:
-        COMMANDS[argv[0]](argv[1:])
-    elif argv and argv[0] in LIGHTNING:
-        build_cli(argv)
+    if argv[0] in COMMANDS:
+        importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
     else:
-        print(__doc__)
-        print("commands: " + ", ".join(LIGHTNING + tuple(COMMANDS)) + "; `distill COMMAND --help` for each")
-        if argv and argv[0] not in ("-h", "--help"):
-            sys.exit(f"distill: unknown command {argv[0]!r}")
+        from distill.cli import build_cli
+
+        build_cli(argv)
 
 
 if __name__ == "__main__":

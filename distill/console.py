@@ -7,8 +7,6 @@ import logging
 import os
 import warnings
 
-from lightning.pytorch.utilities import rank_zero_only
-
 # (category, message regex, module regex) of warnings that say nothing a user of this library can act on
 _WARNINGS = [
     (UserWarning, r".*does not have many workers.*", ""),
@@ -34,10 +32,13 @@ def quiet_third_party() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-@rank_zero_only
 def say(message: str) -> None:
-    """One line of the library's own progress, from the first process only."""
-    print(message, flush=True)
+    """One line of the library's own progress, from the first process only (Lightning's rank-zero rule,
+    imported when first needed so that a command's ``--help`` loads no Lightning)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        print(message, flush=True)
 
 
 def duration(seconds: float) -> str:

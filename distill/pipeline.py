@@ -22,13 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from distill.checkpoint import atomic_write_text, load_trained
 from distill.console import say
-from distill.precision import machine_info, resolve
 from distill.recipe import Recipe, merge, parse_setting, split_settings
-from distill.stages import check_stages, compare_on_holdout, run_cache, run_fit, run_predict, student_stage
 
 HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
 
@@ -86,7 +81,12 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
 
     ``settings``: overrides (nested dict, as ``--set`` gives): for the student stages, except those under
     ``teacher`` (for the teacher's fine-tune)."""
+    import torch  # here, not at the top: `distill pipeline --help` starts without torch
+
+    from distill.checkpoint import atomic_write_text, load_trained
     from distill.competition import competition_score, describe
+    from distill.precision import machine_info, resolve
+    from distill.stages import check_stages, compare_on_holdout, run_cache, run_fit, run_predict, student_stage
 
     data_root = data_root or recipe.data_root()
     data = {"data": {"root": data_root}}

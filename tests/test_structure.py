@@ -149,3 +149,19 @@ def test_layers_read_bottom_up():
                 continue
             assert layer_of(imported) <= layer_of(name), (
                 f"{name} ({LAYERS[layer_of(name)][0]}) imports {imported} ({LAYERS[layer_of(imported)][0]})")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["pipeline", "--help"], ["cache", "--help"]])
+def test_help_loads_neither_torch_nor_lightning(argv):
+    """``distill --help`` and the main commands' ``--help`` start fast: the heavy libraries load when a command runs."""
+    code = ("import sys\n"
+            "from distill.commands import main\n"
+            "try:\n"
+            "    main(sys.argv[1:])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "heavy = [m for m in ('torch', 'lightning', 'torchvision', 'fvcore') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "distill" in result.stdout
