@@ -10,8 +10,9 @@ from distill.recipe import Recipe, parse_setting, split_settings
 
 def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, capsys):
     out = tmp_path / "out"
-    fast = {"trainer": {"max_epochs": 2, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
-            "data": {"holdout_fraction": 0.2}, "teacher": {"trainer": {"max_epochs": 1}}}
+    fast = {"trainer": {"max_epochs": 2, "limit_train_batches": 3, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
+            "data": {"holdout_fraction": 0.2},
+            "teacher": {"trainer": {"max_epochs": 1, "limit_train_batches": 3, "enable_progress_bar": False}}}
     summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
                            settings=fast, results_json=tmp_path / "result.json")
     # --set teacher.* reaches the teacher's stage only; the rest the students'
@@ -93,7 +94,8 @@ def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path):
     (folder / "recipe.yaml").write_text("extends: demo\n")
     (folder / "teacher.yaml").write_text("trainer: {max_epochs: 1}\n")
     (folder / "prune.yaml").write_text("macs: 300000\ntrain: {model: {init_args: {student: micro}}}\n")
-    fast = {"trainer": {"max_epochs": 1, "enable_progress_bar": False}, "teacher_cache": {"views": 2}}
+    fast = {"trainer": {"max_epochs": 1, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
+            "teacher": {"trainer": {"limit_train_batches": 2, "enable_progress_bar": False}}}
     out = tmp_path / "out"
     summary = run_pipeline(Recipe.find(folder), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
                            settings=fast)

@@ -140,7 +140,8 @@ def test_truncated_model_file_is_named_and_the_pipeline_rebuilds_the_stage(demo_
 
     out = tmp_path / "out"
     fast = {"trainer": {"max_epochs": 1, "enable_progress_bar": False, "limit_train_batches": 2},
-            "teacher_cache": {"views": 1}}
+            "teacher_cache": {"views": 1},
+            "teacher": {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False}}}
     run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
                  settings=fast, teacher_only=True)
     teacher_file = out / "teacher" / "model.pt"
