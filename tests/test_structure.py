@@ -41,6 +41,14 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     return {m for m in out if m in known and m != name and not name.startswith(m + ".")}
 
 
+def run_python(code: str, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a new interpreter with ``args`` as ``sys.argv[1:]``; it must exit 0."""
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
+                            env={**__import__("os").environ, **env})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_no_import_cycle():
     modules = all_modules()
     graph = {name: imports_of(name, path, set(modules)) for name, path in modules.items()}
@@ -70,8 +78,7 @@ def test_every_module_imports_in_a_fresh_interpreter():
             "    for loaded in [m for m in sys.modules if m.split('.')[0] in ('distill', 'models')]:\n"
             "        del sys.modules[loaded]\n"
             "    importlib.import_module(name)\n")
-    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python(code, *names)
 
 
 @pytest.mark.parametrize("layer,forbidden", [
@@ -111,9 +118,7 @@ def test_importing_the_library_changes_no_global_state():
             "changed = {n: v for n, v in after_levels.items() if levels.get(n, logging.NOTSET) != v}\n"
             "assert not changed, changed\n")
     names = sorted(n for n in all_modules() if n != "distill.__main__")
-    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "DISTILL_VERBOSE": ""})
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python(code, *names, DISTILL_VERBOSE="")
 
 
 # bottom-up: a module imports only from its own layer or the ones before it (package __init__ re-exports aside)
@@ -154,14 +159,7 @@ def test_layers_read_bottom_up():
 @pytest.mark.parametrize("argv", [["--help"], ["pipeline", "--help"], ["cache", "--help"]])
 def test_help_loads_neither_torch_nor_lightning(argv):
     """``distill --help`` and the main commands' ``--help`` start fast: the heavy libraries load when a command runs."""
-    code = ("import sys\n"
-            "from distill.commands import main\n"
-            "try:\n"
-            "    main(sys.argv[1:])\n"
-            "except SystemExit:\n"
-            "    pass\n"
+    code = ("import sys\nfrom distill.commands import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'lightning', 'torchvision', 'fvcore') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "distill" in result.stdout
+    assert "distill" in run_python(code, *argv, timeout=120).stdout
