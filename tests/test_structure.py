@@ -163,3 +163,14 @@ def test_help_loads_neither_torch_nor_lightning(argv):
             "heavy = [m for m in ('torch', 'lightning', 'torchvision', 'fvcore') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     assert "distill" in run_python(code, *argv, timeout=120).stdout
+
+
+def test_setup_cfg_lists_every_package():
+    """A non-editable install ships only the packages setup.cfg names: a new sub-package must be listed there."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).parents[1] / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    packages = {name for name, path in all_modules().items() if path.name == "__init__.py"}
+    assert packages <= listed, sorted(packages - listed)
