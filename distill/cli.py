@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.cuda import is_available as cuda_available  # noqa: E402
 
 from distill.cache import TeacherCache  # noqa: E402
+from distill.cache.callback import MIXUP_WITH_CACHE  # noqa: E402
 from distill.callbacks import StopOnSignal, StudentComplexity, TimeEstimate  # noqa: E402
 from distill.console import (
     quiet_third_party,  # noqa: E402
@@ -70,8 +71,7 @@ def check_compatible(config: Any) -> None:
     init = config.get("model", {}).get("init_args") or {}
     cache = config.get("teacher_cache") or {}
     if (init.get("mixup") or 0) > 0 and init.get("teacher") is not None and cache.get("enabled", True):
-        raise ValueError("model.mixup mixes images the cached teacher never saw: record mixed views in the teacher "
-                         "cache instead (teacher_cache.mix), or set model.mixup 0, or teacher_cache.enabled false")
+        raise ValueError(MIXUP_WITH_CACHE)
 
 
 class ConfigCheck(DistillCLI):

@@ -32,6 +32,7 @@ from distill.preprocess import ImageLoadError, load_square
 from distill.transforms import Augment, augmentation
 
 log = logging.getLogger(__name__)
+ValMode = Literal["given", "merge"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 UNLABELED = -1
@@ -288,14 +289,14 @@ class WasteDataModule(L.LightningDataModule):
             Either choice is recorded in ``report.json``.
     """
 
-    def __init__(self, root: str, image_size: int = 224, val_mode: Literal["given", "merge"] = "given", val_fraction: float = 0.15,
+    def __init__(self, root: str, image_size: int = 224, val_mode: ValMode = "given", val_fraction: float = 0.15,
                  seed: int = 0, batch_size: int = 64, num_workers: int = 0, augment: Augment = "light",
                  keep_aspect: bool = True, cache_images: bool = True, image_cache_dir: str | None = None,
                  strict: bool = False,
                  balanced_sampler: bool = False, predict_dir: str | None = None,
                  predict_fallback: str | None = None, holdout_fraction: float = 0.0, holdout_seed: int = 0):
         super().__init__()
-        check_choice(val_mode, Literal["given", "merge"], "val_mode")
+        check_choice(val_mode, ValMode, "val_mode")
         check_choice(augment, Augment, "augment")
         if image_size < 8:
             raise ValueError(f"image_size={image_size} is too small (>= 8)")

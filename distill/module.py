@@ -122,7 +122,7 @@ class TrainingModule(L.LightningModule):
         ``batch`` may carry ``partner_label`` / ``mix_weight`` of mixed images)."""
         raise NotImplementedError
 
-    def mixed_losses(self, images: torch.Tensor, labels: torch.Tensor, batch: dict | None = None) -> Terms:
+    def mixed_losses(self, images: torch.Tensor, labels: torch.Tensor) -> Terms:
         """Mixup: the batch mixed with a shuffled copy, each loss term mixed with the same weight."""
         lam = float(torch.distributions.Beta(self.hparams.mixup, self.hparams.mixup).sample())
         perm = torch.randperm(len(labels), device=labels.device)
@@ -143,7 +143,7 @@ class TrainingModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
         if self.hparams.mixup > 0:
-            losses = self.mixed_losses(images, labels, batch)
+            losses = self.mixed_losses(images, labels)
         else:
             logits = self(images)
             losses = self.losses(logits, labels, images, batch)
@@ -306,12 +306,6 @@ class DistillModule(TrainingModule):
 
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         return None if self.teacher is None else self.teacher(images)
-
-    def mixed_losses(self, images: torch.Tensor, labels: torch.Tensor, batch: dict | None = None) -> Terms:
-        if batch is not None and "teacher_logits" in batch:
-            raise ValueError("model.mixup mixes images the cached teacher never saw: record mixed views in the "
-                             "teacher cache instead (teacher_cache.mix), or set model.mixup 0")
-        return super().mixed_losses(images, labels, batch)
 
     def losses(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, batch: dict) -> Terms:
         teacher = batch["teacher_logits"] if "teacher_logits" in batch else self.teacher_logits(images)

@@ -19,10 +19,10 @@ Every lookup of an unknown name raises the same ``UnknownModelError``, listing w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 Kind = Literal["student", "pretrained"]
-KINDS: tuple[Kind, ...] = ("student", "pretrained")
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 @dataclass(frozen=True)

@@ -316,3 +316,10 @@ def test_mixup_with_the_cache_fails_when_the_config_is_parsed(demo_root, tmp_pat
     with pytest.raises(ValueError, match="model.mixup mixes images"):
         check_config({"data": {"root": str(demo_root)}, "model": {"init_args": {"mixup": 0.4, "teacher": {"name": "resnet18"}}}}, [])
     assert not (tmp_path / "cache").exists()  # nothing built, nothing filled
+    # without the CLI (the library's own Trainer): the callback refuses it before it fills anything
+    module = DistillModule(9, student="nano", input_size=32, teacher=make_teacher().model, mixup=0.4)
+    trainer = L.Trainer(max_epochs=1, callbacks=[TeacherCache(views=2, cache_dir=str(tmp_path / "api"))],
+                        logger=False, enable_progress_bar=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="model.mixup mixes images the cached teacher never saw"):
+        trainer.fit(module, WasteDataModule(str(demo_root), image_size=48, batch_size=16))
+    assert not (tmp_path / "api").exists()

@@ -13,6 +13,9 @@ from distill.cache.views import MixMode, MixSpec
 from distill.choices import check_choice
 from distill.console import say
 
+MIXUP_WITH_CACHE = ("model.mixup mixes images the cached teacher never saw: record mixed views in the teacher cache "
+                    "instead (teacher_cache.mix), or set model.mixup 0, or teacher_cache.enabled false")
+
 
 class TeacherCache(Callback):
     """Fill (or reuse, or resume) the teacher-output cache when ``fit`` starts, then train from it.
@@ -67,6 +70,8 @@ class TeacherCache(Callback):
         teacher = pl_module.build_teacher()
         if teacher is None:
             return None  # nothing to distil from: plain training
+        if getattr(pl_module.hparams, "mixup", 0) > 0:  # the CLI refuses this when it parses the config
+            raise ValueError(MIXUP_WITH_CACHE)
         dataset = getattr(datamodule, "train_images", None)
         if dataset is None:
             raise RuntimeError("TeacherCache needs a WasteDataModule passed to fit (datamodule=...), set up for fit")
