@@ -57,16 +57,18 @@ def paired_bootstrap(labels: np.ndarray, preds_a: list[np.ndarray], preds_b: lis
         if len(preds) != len(labels):
             raise ValueError(f"predictions for {len(preds)} images, labels for {len(labels)}: not the same images")
 
-    def mean_f1(runs: list[np.ndarray], idx: np.ndarray) -> torch.Tensor:
+    def mean_f1(runs: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
+        """Mean over ``runs`` of the macro F1 on each row of image indices ``idx`` (resamples x images)."""
         y = torch.as_tensor(labels[idx])
-        return torch.stack([multiclass_f1_score(torch.as_tensor(p[idx]), y, num_classes, average="macro")
-                            for p in runs]).mean()
+        return np.mean([multiclass_f1_score(torch.as_tensor(p[idx]), y, num_classes, average="macro",
+                                            multidim_average="samplewise").numpy() for p in runs], axis=0)
 
-    everything = np.arange(len(labels))
-    difference = float(mean_f1(preds_a, everything) - mean_f1(preds_b, everything))
+    everything = np.arange(len(labels))[None]
+    difference = float(mean_f1(preds_a, everything)[0] - mean_f1(preds_b, everything)[0])
     rng = np.random.default_rng(seed)
-    draws = np.array([float(mean_f1(preds_a, idx) - mean_f1(preds_b, idx))
-                      for idx in rng.integers(0, len(labels), size=(resamples, len(labels)))])
+    draws = np.concatenate([mean_f1(preds_a, idx) - mean_f1(preds_b, idx)  # all resamples of a chunk at once
+                            for idx in np.array_split(rng.integers(0, len(labels), size=(resamples, len(labels))),
+                                                      max(1, resamples * len(labels) // 2_000_000))])
     tail = (1 - level) / 2
     per_seed = [macro_f1(labels, a, num_classes) - macro_f1(labels, b, num_classes) for a, b in zip(preds_a, preds_b)]
     return PairedComparison(difference, float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail)),

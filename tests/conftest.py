@@ -5,8 +5,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from distill.demo import make_demo_dataset  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core (setup.cfg: -n auto): one torch thread each
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +24,12 @@ def demo_root(tmp_path_factory):
 def fresh_demo(tmp_path):
     """A private copy the test may modify."""
     return make_demo_dataset(tmp_path / "data", per_class=10, test_images=5, seed=2, min_side=20, max_side=50)
+
+
+@pytest.fixture
+def small_teacher():
+    """Pipeline settings that make the teacher stage a small untrained torchvision network instead of the
+    recipe's EfficientNet-Lite0 (its ImageNet weights are tested in test_models): the stages, not the teacher,
+    are what a pipeline test checks."""
+    return {"teacher": {"model": {"init_args": {"net": "mobilenet_v3_small", "weights": None}}},
+            "model": {"init_args": {"teacher": {"name": "mobilenet_v3_small"}}}}

@@ -5,14 +5,15 @@ import pytest
 import yaml
 
 from distill.pipeline import run_pipeline
-from distill.recipe import Recipe, parse_setting, split_settings
+from distill.recipe import Recipe, merge, parse_setting, split_settings
 
 
-def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, capsys):
+def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, capsys, small_teacher):
     out = tmp_path / "out"
-    fast = {"trainer": {"max_epochs": 2, "limit_train_batches": 3, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
+    fast = {"trainer": {"max_epochs": 2, "limit_train_batches": 3, "enable_progress_bar": False}, "teacher_cache": {"views": 2, "backend": "torch"},
             "data": {"holdout_fraction": 0.2},
             "teacher": {"trainer": {"max_epochs": 1, "limit_train_batches": 3, "enable_progress_bar": False}}}
+    fast = merge(fast, small_teacher)
     summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
                            settings=fast, results_json=tmp_path / "result.json")
     # --set teacher.* reaches the teacher's stage only; the rest the students'
@@ -28,9 +29,12 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert summary["student_kd_holdout_f1_per_seed"] == [held[1]["f1"]]
     comparison = summary["kd_minus_ce_holdout"]
     assert comparison["images"] == len(held[0]["paths"]) and comparison["low"] <= comparison["difference"] <= comparison["high"]
-    assert 0 <= summary["teacher_f1"] <= 1 and len(summary["student_kd_f1_per_seed"]) == 1
-    assert summary["student_ce_f1"] is not None and summary["student_rules_ok"]
-    assert summary["student_macs"] > 0 and summary["student_input_size"] == 64
+    records = {stage: json.loads((out / stage / "stage.json").read_text())
+               for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")}
+    assert summary["teacher_f1"] == records["teacher"]["val_f1"]
+    assert summary["student_kd_f1_per_seed"] == [records["student_kd/seed_0"]["val_f1"]]
+    assert summary["student_ce_f1"] == records["student_ce/seed_0"]["val_f1"] and summary["student_rules_ok"]
+    assert summary["student_macs"] == 325_728 and summary["student_input_size"] == 64  # nano, 9 classes, 64 px
     rows = list(csv.reader(open(out / "submission.csv")))
     assert len(rows) - 1 == len(list((demo_root / "test" / "NoLabel").iterdir()))
     report = json.loads((out / "report.json").read_text())
@@ -88,14 +92,16 @@ def test_recipe_extending_another_and_prune_settings(tmp_path):
         recipe.prune()
 
 
-def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path):
+def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path, small_teacher):
     folder = tmp_path / "recipe"
     folder.mkdir()
     (folder / "recipe.yaml").write_text("extends: demo\n")
     (folder / "teacher.yaml").write_text("trainer: {max_epochs: 1}\n")
     (folder / "prune.yaml").write_text("macs: 300000\ntrain: {model: {init_args: {student: micro}}}\n")
-    fast = {"trainer": {"max_epochs": 1, "enable_progress_bar": False}, "teacher_cache": {"views": 2},
+    fast = {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False},
+            "teacher_cache": {"views": 2, "backend": "torch"},
             "teacher": {"trainer": {"limit_train_batches": 2, "enable_progress_bar": False}}}
+    fast = merge(fast, small_teacher)
     out = tmp_path / "out"
     summary = run_pipeline(Recipe.find(folder), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
                            settings=fast)

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 import torch
@@ -48,17 +49,21 @@ def test_search_writes_csv_png_and_resumes(demo_root, tmp_path):
     folder.mkdir()
     (folder / "teacher.yaml").write_text("trainer: {max_epochs: 1}\n")
     (folder / "student.yaml").write_text(
-        "trainer:\n  logger: false\n"
+        "trainer:\n  logger: false\n  limit_train_batches: 2\n"
         "data:\n  image_size: 40\n  batch_size: 16\n  augment: light\n"
         "model:\n  init_args:\n    teacher:\n      name: resnet18\n      input_size: 32\n"
-        "teacher_cache:\n  views: 2\n")
+        "teacher_cache:\n  views: 2\n  backend: torch\n")
     recipe = Recipe.find(folder)
     grid = [Candidate("nano", 32, 1.0), Candidate("nano", 32, 0.5)]
     summary = run_search(recipe, str(weights), tmp_path / "out", str(demo_root), grid, epochs=1)
     rows = list(csv.DictReader((tmp_path / "out" / "search.csv").open()))
     assert [r["name"] for r in rows] == ["nano_s32_w1", "nano_s32_w0.5"]
     assert int(rows[1]["macs_fvcore"]) < int(rows[0]["macs_fvcore"])
-    assert all(0 <= float(r["val_f1"]) <= 1 and float(r["score"]) > 0 for r in rows)
+    for row in rows:  # each row is its stage's record, scored by the competition's formula
+        record = json.loads((tmp_path / "out" / "runs" / row["name"] / "stage.json").read_text())
+        assert float(row["val_f1"]) == pytest.approx(record["val_f1"], abs=1e-6)
+        assert float(row["score"]) == pytest.approx(competition_score(record["val_f1"], int(row["macs_fvcore"])),
+                                                    abs=1e-6)
     assert (tmp_path / "out" / "search.png").stat().st_size > 1000
     assert summary["best"]["name"] in {"nano_s32_w1", "nano_s32_w0.5"}
     assert len(list((tmp_path / "out" / "teacher_cache").glob("teacher_*.logits.npy"))) == 1  # filled once, shared

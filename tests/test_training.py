@@ -12,6 +12,8 @@ from torch import nn
 
 from distill.checkpoint import load_trained, selected_val_f1
 from distill.cli import build_cli
+from distill.competition import competition_macs
+from distill.complexity import count_macs
 from distill.data import WasteDataModule
 from distill.losses import KD, DistillLoss, Focal, kd_loss
 from distill.module import DistillModule
@@ -109,8 +111,9 @@ def test_cli_fit_then_predict_writes_complete_submission(demo_root, tmp_path):
     out = tmp_path / "run"
     cli = build_cli(["fit", "--data.root", str(demo_root), "--data.image_size", "48", "--data.batch_size", "16",
                      "--model.student", "nano", "--model.input_size", "32", "--model.teacher.name", "resnet18",
-                     "--model.teacher.input_size", "32", "--trainer.max_epochs", "2", "--trainer.default_root_dir",
-                     str(out), "--trainer.enable_progress_bar", "false"])
+                     "--model.teacher.input_size", "32", "--trainer.max_epochs", "1", "--trainer.default_root_dir",
+                     str(out), "--trainer.enable_progress_bar", "false", "--teacher_cache.backend", "torch",
+                     "--teacher_cache.views", "2"])
     best = cli.trainer.checkpoint_callback.best_model_path
     assert best.endswith("best.ckpt")
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
@@ -126,7 +129,9 @@ def test_cli_fit_then_predict_writes_complete_submission(demo_root, tmp_path):
     assert all(r[1] in classes for r in rows[1:])
     report = json.loads((out / "report.json").read_text())
     assert report["images"] == len(images) and report["rules_ok"] is True
-    assert report["macs_fvcore"] > 0 and report["macs_competition"] > 0 and report["input_size"] == 32
+    student, _ = load_trained(best)
+    assert report["macs_fvcore"] == count_macs(student, 32).total and report["input_size"] == 32
+    assert report["macs_competition"] == competition_macs(student, 32)
     assert report["val_macro_f1"] is not None and report["score"] is not None
 
     # a second predict does not overwrite the finished submission
