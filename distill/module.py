@@ -154,12 +154,12 @@ class TrainingModule(L.LightningModule):
             raise FloatingPointError(f"non-finite training loss ({losses['loss'].item()}) at epoch "
                                      f"{self.current_epoch}, step {self.global_step}; lower the learning rate")
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True,
-                      batch_size=len(labels))
+                      batch_size=len(labels), sync_dist=True)  # under DDP: the mean over every rank's batches
         return losses["loss"]
 
     def _evaluate(self, batch: dict, split: str) -> None:
         logits, labels = self(batch["image"]), batch["label"]
-        self.log(f"{split}/loss", F.cross_entropy(logits, labels), batch_size=len(labels))
+        self.log(f"{split}/loss", F.cross_entropy(logits, labels), batch_size=len(labels), sync_dist=True)
         getattr(self, f"{split}_metrics").update(logits, labels)
         getattr(self, f"{split}_per_class").update(logits, labels)
 
