@@ -70,7 +70,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_command(argv: list[str]) -> None:
-    if argv[0] in COMMANDS:
+    from distill.command_args import PARSERS
+
+    if argv[0] in PARSERS:  # parsed before the command's module (and torch) is imported: --help is instant
+        args = PARSERS[argv[0]]().parse_args(argv[1:])
+        importlib.import_module(COMMANDS[argv[0]]).run(args)
+    elif argv[0] in COMMANDS:
         importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
     else:
         from distill.cli import build_cli

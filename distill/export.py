@@ -81,17 +81,10 @@ def export_student(model: nn.Module, out_dir: str | Path, inputs: torch.Tensor, 
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="distill export",
-                                     description="Fold BN and export a trained student to ONNX, checked in ONNX Runtime.")
-    parser.add_argument("model", help="trained model file (model.pt from the pipeline, or a Lightning .ckpt)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--data", help="data root: check the exports on its validation images")
-    parser.add_argument("--atol", type=float, default=1e-4)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    """``distill export`` (arguments: ``distill.command_args.export_parser``)."""
     model, meta = load_trained(args.model)
     report = export_student(model, args.out, sample_inputs(model, args.data, meta["base_size"]), args.atol)
     print(json.dumps(asdict(report), indent=2))
     if report.notes and any("differ" in n for n in report.notes):
         raise SystemExit(1)
-

@@ -96,15 +96,6 @@ def prune_file(model_file: str | Path, macs: int, out: str | Path, tolerance: fl
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="distill prune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="trained model file (model.pt from the pipeline, or a Lightning .ckpt)")
-    parser.add_argument("--macs", type=int, required=True, help="MAC budget (fvcore count)")
-    parser.add_argument("--out", type=Path, required=True, help="pruned model file to write")
-    parser.add_argument("--tolerance", type=float, default=0.02, help="land at most this fraction below --macs")
-    args = parser.parse_args(argv)
-    try:
-        prune_file(args.model, args.macs, args.out, args.tolerance)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+def run(args: argparse.Namespace) -> None:
+    """``distill prune`` (arguments: ``distill.command_args.prune_parser``)."""
+    prune_file(args.model, args.macs, args.out, args.tolerance)

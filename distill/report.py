@@ -125,14 +125,8 @@ def report_card(model: nn.Module, dm: WasteDataModule, out_dir: str | Path, f1_b
     return card
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="distill report",
-                                     description="Report card of a trained student on the validation split.")
-    parser.add_argument("model", help="model.pt from the pipeline or a Lightning .ckpt")
-    parser.add_argument("--data", required=True, help="data root (its val/ split is evaluated)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction, default=True)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    """``distill report`` (arguments: ``distill.command_args.report_parser``)."""
     model, meta = load_trained(args.model)
     dm = WasteDataModule(args.data, image_size=meta["base_size"], augment="none", keep_aspect=args.keep_aspect)
     check_class_names(meta.get("class_names"), dm.class_names, args.data)

@@ -173,29 +173,11 @@ def run_search(recipe: Recipe, teacher_weights: str, out: Path, data_root: str |
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="distill search", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", required=True, help="a shipped recipe name or a recipe folder")
-    parser.add_argument("--teacher-weights", required=True, help="fine-tuned teacher (model.pt of the pipeline)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--data-root")
-    parser.add_argument("--students", nargs="+", default=["nano", "micro", "tiny"])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64])
-    parser.add_argument("--widths", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--budget", type=int, help="train a seeded random sample of this many grid points")
-    parser.add_argument("--epochs", type=int, default=15, help="short KD schedule per candidate")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--margin", type=float, default=0.05, help="prefer candidates with F1 >= 0.5 + margin")
-    parser.add_argument("--f1-base", type=float, default=F1_BASE)
-    parser.add_argument("--macs-base", type=float, default=MACS_BASE)
-    parser.add_argument("--teacher-cache-dir", help="reuse this teacher-output cache folder (default OUT/teacher_cache)")
-    parser.add_argument("--retrain-epochs", type=int, help="retrain the best candidate with this longer schedule")
-    args = parser.parse_args(argv)
-    try:
-        recipe = Recipe.find(args.recipe)
-    except FileNotFoundError as err:
-        parser.error(f"--recipe: {err}")
+def run(args: argparse.Namespace) -> None:
+    """``distill search`` (arguments: ``distill.command_args.search_parser``)."""
+    recipe = Recipe.find(args.recipe)
+    args.f1_base = F1_BASE if args.f1_base is None else args.f1_base
+    args.macs_base = MACS_BASE if args.macs_base is None else args.macs_base
     grid = candidates(args.students, args.sizes, args.widths, args.budget, args.seed)
     summary = run_search(recipe, args.teacher_weights, args.out, args.data_root, grid, args.epochs, args.seed,
                          args.margin, args.f1_base, args.macs_base, cache_dir=args.teacher_cache_dir)

@@ -86,7 +86,7 @@ def test_pruning_hits_the_budget_obeys_the_rules_and_folds(tmp_path):
     assert all(type(m) in (nn.Conv2d, nn.BatchNorm2d, nn.Linear) for m in result.model.modules()
                if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)))
     x = torch.randn(4, 3, size, size)
-    report = export_student(result.model, tmp_path / "export", x, onnx=False)  # ONNX: test_export, the backbone
+    report = export_student(result.model, tmp_path / "export", x, onnx=False)  # the ONNX file: tests/test_export.py
     assert report.fused_max_abs_diff < 1e-4 and report.rule_violations_after == []
 
 

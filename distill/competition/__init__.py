@@ -17,7 +17,7 @@ from distill.competition.score import F1_BASE, MACS_BASE, competition_score
 from distill.complexity import count_macs, count_params
 
 __all__ = ["F1_BASE", "MACS_BASE", "COMPETITION_IGNORED", "competition_score", "competition_macs", "check_rules",
-           "describe", "main"]
+           "describe", "run"]
 
 
 def describe(model: nn.Module, input_size: int) -> dict[str, Any]:
@@ -33,17 +33,9 @@ def describe(model: nn.Module, input_size: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(args: argparse.Namespace) -> None:
+    """``distill complexity`` (arguments: ``distill.command_args.complexity_parser``)."""
     from distill.models import create_model, list_models
-
-    parser = argparse.ArgumentParser(prog="distill complexity",
-                                     description="Params, MACs (fvcore and competition counter) and rules verdict.")
-    parser.add_argument("--model", default="tiny", help=f"student preset ({', '.join(list_models('student'))}) or a model name")
-    parser.add_argument("--size", type=int, default=None, help="input size in px (default: the model's own)")
-    parser.add_argument("--num-classes", type=int, default=9)
-    parser.add_argument("--width", type=float, default=None, help="width multiplier for a student preset")
-    parser.add_argument("--all", action="store_true", help="table of every student preset")
-    args = parser.parse_args(argv)
 
     names = list_models("student") if args.all else [args.model]
     print(f"{'model':<20}{'size':>6}{'params':>10}{'fvcore MACs':>14}{'ptflops MACs':>14}  rules")
@@ -51,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             model = create_model(name, args.num_classes, input_size=args.size, width=args.width)
         except ValueError as err:
-            parser.error(str(err))
+            raise ValueError(f"--model {name}: {err}") from None
         size = model.preprocess.input_size
         d = describe(model, size)
         verdict = "ok" if not d["rule_violations"] else "; ".join(d["rule_violations"])

@@ -1,0 +1,96 @@
+"""The arguments of the library's own commands (``distill export | prune | report | complexity | search``),
+defined with the standard library only: ``distill COMMAND --help`` and a mistyped option answer before
+torch and Lightning are imported. ``distill.commands`` parses with these, then imports the command's module
+and calls its ``run(args)``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+MODEL_FILE = "trained model file (model.pt from the pipeline, or a Lightning .ckpt)"
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill export", description=(
+        "Fold BN and export a trained student to ONNX (torch.export-based exporter), checked in ONNX Runtime.\n\n"
+        "    distill export runs/trashnet/student_kd/seed_0/model.pt --out runs/export --data ../shared/data/trashnet"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=MODEL_FILE)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--data", help="data root: check the exports on its validation images")
+    parser.add_argument("--atol", type=float, default=1e-4)
+    return parser
+
+
+def prune_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill prune", description=(
+        "Structured pruning of a trained network to a MAC budget with Torch-Pruning (L1-ranked channels, one\n"
+        "ratio for every layer, found by bisection); the result is plain Conv2d / BatchNorm2d / Linear layers.\n\n"
+        "    distill prune runs/x/student_kd/seed_0/model.pt --macs 920000 --out runs/x/pruned.pt"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=MODEL_FILE)
+    parser.add_argument("--macs", type=int, required=True, help="MAC budget (fvcore count)")
+    parser.add_argument("--out", type=Path, required=True, help="pruned model file to write")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="land at most this fraction below --macs")
+    return parser
+
+
+def report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill report", description=(
+        "Report card of a trained student on the validation split: confusion matrix, per-class table, params,\n"
+        "MACs (both counters), latency and score, as report_card.json + report_card.md.\n\n"
+        "    distill report runs/trashnet/student_kd/seed_0/model.pt --data ../shared/data/trashnet --out runs/card"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=MODEL_FILE)
+    parser.add_argument("--data", required=True, help="data root (its val/ split is evaluated)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction, default=True)
+    return parser
+
+
+def complexity_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill complexity", description=(
+        "Params, MACs (fvcore and the competition's counter) and the rules verdict.\n\n"
+        "    distill complexity --all            # every student preset\n"
+        "    distill complexity --model tiny --size 80"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="a student preset (distill.models.list_models('student')) "
+                                                        "or a model name")
+    parser.add_argument("--size", type=int, default=None, help="input size in px (default: the model's own)")
+    parser.add_argument("--num-classes", type=int, default=9)
+    parser.add_argument("--width", type=float, default=None, help="width multiplier for a student preset")
+    parser.add_argument("--all", action="store_true", help="table of every student preset")
+    return parser
+
+
+def search_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill search", description=(
+        "Score-driven student search: short KD runs of candidate students from one fine-tuned teacher (its\n"
+        "outputs cached once and shared), then the Pareto front of MACs vs macro F1 and the best by score.\n"
+        "Writes search.csv, pareto.csv and search.png; an interrupted search resumes.\n\n"
+        "    distill search --recipe trashnet --teacher-weights runs/trashnet/teacher/model.pt \\\n"
+        "        --out runs/search --data-root ../shared/data/trashnet \\\n"
+        "        --students nano micro tiny --sizes 56 64 80 --widths 0.75 1.0 --epochs 15 [--budget 8]"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", required=True, help="a shipped recipe name or a recipe folder")
+    parser.add_argument("--teacher-weights", required=True, help="fine-tuned teacher (model.pt of the pipeline)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data-root")
+    parser.add_argument("--students", nargs="+", default=["nano", "micro", "tiny"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64])
+    parser.add_argument("--widths", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--budget", type=int, help="train a seeded random sample of this many grid points")
+    parser.add_argument("--epochs", type=int, default=15, help="short KD schedule per candidate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--margin", type=float, default=0.05, help="prefer candidates with F1 >= 0.5 + margin")
+    parser.add_argument("--f1-base", type=float, help="score constant (default: the target data's, "
+                                                      "distill.competition.F1_BASE)")
+    parser.add_argument("--macs-base", type=float, help="score constant (default: distill.competition.MACS_BASE)")
+    parser.add_argument("--teacher-cache-dir", help="reuse this teacher-output cache folder (default OUT/teacher_cache)")
+    parser.add_argument("--retrain-epochs", type=int, help="retrain the best candidate with this longer schedule")
+    return parser
+
+
+# command -> its parser; the command's module (distill.commands.COMMANDS) has run(args)
+PARSERS = {"export": export_parser, "prune": prune_parser, "report": report_parser,
+           "complexity": complexity_parser, "search": search_parser}
