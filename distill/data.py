@@ -29,7 +29,7 @@ from distill.checkpoint import atomic_write_text
 from distill.choices import check_choice
 from distill.console import say
 from distill.preprocess import ImageLoadError, load_square
-from distill.transforms import Augment, augmentation
+from distill.transforms import Augment, augmentation, seed_pipeline
 
 log = logging.getLogger(__name__)
 ValMode = Literal["given", "merge"]
@@ -194,7 +194,7 @@ class ImageDataset(Dataset):
         """Image ``index`` augmented with the pipeline seeded by ``seed`` (same seed, same pixels)."""
         image = self.base_image(index)
         if self.augment_name != "none" and seed is not None:
-            self.augment.set_random_seed(int(seed))
+            seed_pipeline(self.augment, int(seed))
             image = self.augment(image=image)["image"]
         if not image.flags.writeable:  # a read-only memory-mapped cache row
             image = np.array(image)

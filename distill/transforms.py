@@ -6,11 +6,13 @@ normalised with its own mean/std (``distill.preprocess.model_input``).
 from __future__ import annotations
 
 import os
+import random
 from typing import Literal, get_args
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
+import numpy as np  # noqa: E402
 
 from distill.choices import check_choice  # noqa: E402
 
@@ -19,8 +21,8 @@ AUGMENTATIONS = get_args(Augment)
 
 
 def augmentation(preset: str) -> A.Compose:
-    """The named augmentation preset. A view is reproduced by seeding the pipeline
-    (``set_random_seed``: same seed, same pixels); ``definition`` serialises what it does."""
+    """The named augmentation preset. A view is reproduced by seeding the pipeline (``seed_pipeline``: same
+    seed, same pixels); ``definition`` serialises what it does."""
     check_choice(preset, Augment, "augment")
     if preset == "none":
         ops: list = []
@@ -40,6 +42,14 @@ def augmentation(preset: str) -> A.Compose:
             A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.2), hole_width_range=(0.05, 0.2), p=0.5),
         ]
     return A.Compose(ops)
+
+
+def seed_pipeline(pipeline: A.BaseCompose, seed: int) -> None:
+    """Seed ``pipeline`` for one view: one numpy and one Python generator, shared by every transform, so each
+    transform draws its own numbers from the one stream. (albumentations' ``set_random_seed`` gives every
+    transform a generator of the same seed: all of them then draw the same first number, and transforms of
+    equal probability are applied together or not at all.)"""
+    pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def definition(pipeline: A.BaseCompose) -> dict:

@@ -134,6 +134,26 @@ def test_augmentation_presets_and_bad_name():
         augmentation("medium")
 
 
+def test_the_transforms_of_a_view_draw_independently(demo_root):
+    """A view seeds its pipeline once: two flips of p=0.5 give all four outcomes about equally often (with a
+    generator of the same seed per transform, as albumentations' set_random_seed does, both or neither)."""
+    import albumentations as A
+
+    dm = WasteDataModule(str(demo_root), image_size=32, augment="strong")
+    dm.setup("fit")
+    dataset = dm.train_set
+    dataset.augment = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)])
+    base = dataset.base_image(0)
+    outcomes = {"none": base, "h": base[:, ::-1], "v": base[::-1], "hv": base[::-1, ::-1]}
+    seen = []
+    for seed in range(200):
+        view = dataset.view(0, seed).permute(1, 2, 0).numpy()
+        seen.append(next(name for name, image in outcomes.items() if np.array_equal(view, image)))
+    counts = {name: seen.count(name) for name in outcomes}
+    assert all(n >= 30 for n in counts.values()), counts
+    assert torch.equal(dataset.view(0, 7), dataset.view(0, 7))  # same seed, same pixels
+
+
 def test_cache_gives_same_pixels_as_direct_loading(demo_root):
     cached = WasteDataModule(str(demo_root), image_size=32, augment="none", cache_images=True)
     direct = WasteDataModule(str(demo_root), image_size=32, augment="none", cache_images=False)

@@ -20,7 +20,7 @@ from distill.data import ImageDataset, files_key
 from distill.teacher import FrozenTeacher
 from distill.transforms import definition
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: views seeded with one shared stream per view (distill.transforms.seed_pipeline)
 Backend = Literal["auto", "torch", "onnxruntime"]
 
 
