@@ -10,12 +10,20 @@ from pathlib import Path
 MODEL_FILE = "trained model file (model.pt from the pipeline, or a Lightning .ckpt)"
 
 
+def command_parser(command: str, description: str, model_file: bool = False) -> argparse.ArgumentParser:
+    """``distill COMMAND``'s parser (its description keeps its line breaks); ``model_file``: its first
+    positional argument is a trained model file."""
+    parser = argparse.ArgumentParser(prog=f"distill {command}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    if model_file:
+        parser.add_argument("model", help=MODEL_FILE)
+    return parser
+
+
 def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distill export", description=(
+    parser = command_parser("export", model_file=True, description=(
         "Fold BN and export a trained student to ONNX (torch.export-based exporter), checked in ONNX Runtime.\n\n"
-        "    distill export runs/trashnet/student_kd/seed_0/model.pt --out runs/export --data ../shared/data/trashnet"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=MODEL_FILE)
+        "    distill export runs/trashnet/student_kd/seed_0/model.pt --out runs/export --data ../shared/data/trashnet"))
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", help="data root: check the exports on its validation images")
     parser.add_argument("--atol", type=float, default=1e-4)
@@ -23,12 +31,10 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def prune_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distill prune", description=(
+    parser = command_parser("prune", model_file=True, description=(
         "Structured pruning of a trained network to a MAC budget with Torch-Pruning (L1-ranked channels, one\n"
         "ratio for every layer, found by bisection); the result is plain Conv2d / BatchNorm2d / Linear layers.\n\n"
-        "    distill prune runs/x/student_kd/seed_0/model.pt --macs 920000 --out runs/x/pruned.pt"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=MODEL_FILE)
+        "    distill prune runs/x/student_kd/seed_0/model.pt --macs 920000 --out runs/x/pruned.pt"))
     parser.add_argument("--macs", type=int, required=True, help="MAC budget (fvcore count)")
     parser.add_argument("--out", type=Path, required=True, help="pruned model file to write")
     parser.add_argument("--tolerance", type=float, default=0.02, help="land at most this fraction below --macs")
@@ -36,12 +42,10 @@ def prune_parser() -> argparse.ArgumentParser:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distill report", description=(
+    parser = command_parser("report", model_file=True, description=(
         "Report card of a trained student on the validation split: confusion matrix, per-class table, params,\n"
         "MACs (both counters), latency and score, as report_card.json + report_card.md.\n\n"
-        "    distill report runs/trashnet/student_kd/seed_0/model.pt --data ../shared/data/trashnet --out runs/card"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=MODEL_FILE)
+        "    distill report runs/trashnet/student_kd/seed_0/model.pt --data ../shared/data/trashnet --out runs/card"))
     parser.add_argument("--data", required=True, help="data root (its val/ split is evaluated)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction, default=True)
@@ -49,11 +53,10 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def complexity_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distill complexity", description=(
+    parser = command_parser("complexity", description=(
         "Params, MACs (fvcore and the competition's counter) and the rules verdict.\n\n"
         "    distill complexity --all            # every student preset\n"
-        "    distill complexity --model tiny --size 80"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "    distill complexity --model tiny --size 80"))
     parser.add_argument("--model", default="tiny", help="a student preset (distill.models.list_models('student')) "
                                                         "or a model name")
     parser.add_argument("--size", type=int, default=None, help="input size in px (default: the model's own)")
@@ -64,14 +67,13 @@ def complexity_parser() -> argparse.ArgumentParser:
 
 
 def search_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distill search", description=(
+    parser = command_parser("search", description=(
         "Score-driven student search: short KD runs of candidate students from one fine-tuned teacher (its\n"
         "outputs cached once and shared), then the Pareto front of MACs vs macro F1 and the best by score.\n"
         "Writes search.csv, pareto.csv and search.png; an interrupted search resumes.\n\n"
         "    distill search --recipe trashnet --teacher-weights runs/trashnet/teacher/model.pt \\\n"
         "        --out runs/search --data-root ../shared/data/trashnet \\\n"
-        "        --students nano micro tiny --sizes 56 64 80 --widths 0.75 1.0 --epochs 15 [--budget 8]"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "        --students nano micro tiny --sizes 56 64 80 --widths 0.75 1.0 --epochs 15 [--budget 8]"))
     parser.add_argument("--recipe", required=True, help="a shipped recipe name or a recipe folder")
     parser.add_argument("--teacher-weights", required=True, help="fine-tuned teacher (model.pt of the pipeline)")
     parser.add_argument("--out", type=Path, required=True)
