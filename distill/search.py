@@ -176,11 +176,11 @@ def run_search(recipe: Recipe, teacher_weights: str, out: Path, data_root: str |
 def run(args: argparse.Namespace) -> None:
     """``distill search`` (arguments: ``distill.command_args.search_parser``)."""
     recipe = Recipe.find(args.recipe)
-    args.f1_base = F1_BASE if args.f1_base is None else args.f1_base
-    args.macs_base = MACS_BASE if args.macs_base is None else args.macs_base
+    f1_base = F1_BASE if args.f1_base is None else args.f1_base
+    macs_base = MACS_BASE if args.macs_base is None else args.macs_base
     grid = candidates(args.students, args.sizes, args.widths, args.budget, args.seed)
     summary = run_search(recipe, args.teacher_weights, args.out, args.data_root, grid, args.epochs, args.seed,
-                         args.margin, args.f1_base, args.macs_base, cache_dir=args.teacher_cache_dir)
+                         args.margin, f1_base, macs_base, cache_dir=args.teacher_cache_dir)
     best = summary["best"]
     if best is None:
         say("[search] no candidate finished")
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> None:
     if args.retrain_epochs:
         best_cand = [Candidate(best["student"], int(best["input_size"]), float(best["width"]))]
         final = run_search(recipe, args.teacher_weights, args.out / "retrain", args.data_root, best_cand,
-                           args.retrain_epochs, args.seed, args.margin, args.f1_base, args.macs_base,
+                           args.retrain_epochs, args.seed, args.margin, f1_base, macs_base,
                            cache_dir=args.teacher_cache_dir or str(args.out / "teacher_cache"))
         say(f"[search] retrained best: F1 {final['best']['val_f1']:.4f}, score {final['best']['score']:.4f}")
 
