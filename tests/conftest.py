@@ -9,7 +9,7 @@ import torch  # noqa: E402
 
 from distill.demo import make_demo_dataset  # noqa: E402
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core (setup.cfg: -n auto): one torch thread each
+if os.environ.get("PYTEST_XDIST_WORKER"):  # a test per core (setup.cfg addopts, pytest-xdist): one torch thread each
     torch.set_num_threads(1)
 
 
