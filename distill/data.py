@@ -212,13 +212,14 @@ def cache_bytes(n_images: int, size: int) -> int:
 
 
 def files_key(samples: list[Sample], definitions: dict) -> str:
-    """The key of a cache made from ``samples``: every file (path, size, modification time, label) and every
-    resolved definition the cached values depend on (``definitions``, serialised as sorted JSON). The image
-    cache and the teacher-output cache both use it."""
+    """The key of a cache made from ``samples``: every file's content and label, in order, and every resolved
+    definition the cached values depend on (``definitions``, serialised as sorted JSON). The image cache and the
+    teacher-output cache both use it. Content, not path or modification time: a dataset copied, moved or
+    re-extracted keeps its caches, and an image edited in place invalidates them."""
     digest = hashlib.sha256(json.dumps(definitions, sort_keys=True, default=str).encode())
     for s in samples:
-        stat = s.path.stat()
-        digest.update(f"{s.path}|{stat.st_size}|{stat.st_mtime_ns}|{s.label}\n".encode())
+        digest.update(hashlib.sha256(s.path.read_bytes()).digest())
+        digest.update(f"|{s.label}\n".encode())
     return digest.hexdigest()
 
 

@@ -189,6 +189,31 @@ def test_disk_image_cache_matches_ram_and_is_reused(demo_root, tmp_path, monkeyp
     assert torch.equal(again.train_set[3]["image"], ram.train_set[3]["image"])
 
 
+def test_cache_key_follows_content_not_place_or_time(fresh_demo, tmp_path):
+    """A dataset copied elsewhere with new modification times keeps its caches; an image edited in place (same
+    name, same size) does not."""
+    import os
+
+    from distill.data import files_key
+
+    def key(root):
+        _, train, _ = read_layout(root)
+        return files_key(train, {"size": 32})
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fresh_demo, copy)
+    for path in copy.rglob("*.jpg"):
+        os.utime(path, ns=(1, 1))
+    assert key(copy) == key(fresh_demo)
+    image = sorted((copy / "train").rglob("*.jpg"))[0]
+    data = bytearray(image.read_bytes())
+    data[-3] ^= 0xFF
+    image.write_bytes(bytes(data))
+    assert key(copy) != key(fresh_demo)
+    _, train, _ = read_layout(fresh_demo)
+    assert files_key(train, {"size": 64}) != key(fresh_demo)
+
+
 def test_cache_memory_estimate():
     from distill.data import cache_bytes
 
