@@ -311,6 +311,6 @@ def reparameterize(model: nn.Module) -> nn.Module:
         raise RuntimeError(f"reparameterize: {len(blocks)} branched blocks for {len(pairs)} plain conv + BN pairs")
     plain.eval()
     for block, (conv, bn) in zip(blocks, pairs):
-        load_folded(block.eval(), conv, bn)
+        load_folded(block, conv, bn)  # fold() reads the running statistics: no mode change of the source
     plain.classifier.load_state_dict(model.classifier.state_dict())
     return plain

@@ -132,6 +132,17 @@ def test_a_new_block_type_is_one_table_entry(monkeypatch):
         create_model({"input_size": 32, "stages": [["nope", 16, 2]]}, 3)
 
 
+def test_folding_a_training_student_leaves_it_in_training_mode():
+    """The fit's model-size printout folds the student being trained (``reparameterize``): that must not put
+    its branches' BNs in eval mode, or the fit trains them on running statistics."""
+    from distill.models import reparameterize
+
+    branched = create_model({**student_spec("tiny").to_dict(), "rep": 2}, 6).train()
+    plain = reparameterize(branched)
+    assert all(m.training for m in branched.modules())
+    assert not any(m.training for m in plain.modules())
+
+
 def test_rep_student_folds_exactly_into_the_plain_student(tmp_path):
     """``rep: 2`` trains extra branches; the deployed model is the plain ``tiny``: same layers, same MACs,
     same outputs as the branched one (to float rounding), and that is what a model file holds."""
