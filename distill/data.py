@@ -218,8 +218,11 @@ def files_key(samples: list[Sample], definitions: dict) -> str:
     re-extracted keeps its caches, and an image edited in place invalidates them."""
     digest = hashlib.sha256(json.dumps(definitions, sort_keys=True, default=str).encode())
     for s in samples:
-        digest.update(hashlib.sha256(s.path.read_bytes()).digest())
-        digest.update(f"|{s.label}\n".encode())
+        try:
+            content = hashlib.sha256(s.path.read_bytes()).hexdigest()
+        except OSError as err:  # decoding reports (and skips) the file; the key only has to differ from readable
+            content = f"unreadable: {err.strerror}"
+        digest.update(f"{content}|{s.label}\n".encode())
     return digest.hexdigest()
 
 

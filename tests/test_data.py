@@ -214,6 +214,23 @@ def test_cache_key_follows_content_not_place_or_time(fresh_demo, tmp_path):
     assert files_key(train, {"size": 64}) != key(fresh_demo)
 
 
+def test_a_file_without_read_permission_is_left_to_decoding(fresh_demo, monkeypatch):
+    """Keying must not abort a run that decoding would finish by skipping the file with its warning."""
+    from distill.data import files_key
+
+    _, train, _ = read_layout(fresh_demo)
+    readable = files_key(train, {})
+    real_read = Path.read_bytes
+
+    def read_bytes(path):
+        if path == train[0].path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert files_key(train, {}) != readable
+
+
 def test_cache_memory_estimate():
     from distill.data import cache_bytes
 
