@@ -219,10 +219,10 @@ def files_key(samples: list[Sample], definitions: dict) -> str:
     digest = hashlib.sha256(json.dumps(definitions, sort_keys=True, default=str).encode())
     for s in samples:
         try:
-            content = hashlib.sha256(s.path.read_bytes()).hexdigest()
+            digest.update(hashlib.sha256(s.path.read_bytes()).digest())
         except OSError as err:  # decoding reports (and skips) the file; the key only has to differ from readable
-            content = f"unreadable: {err.strerror}"
-        digest.update(f"{content}|{s.label}\n".encode())
+            digest.update(f"unreadable: {err.strerror}".encode())
+        digest.update(f"|{s.label}\n".encode())  # readable files hash as before the unreadable case existed
     return digest.hexdigest()
 
 
