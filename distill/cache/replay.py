@@ -21,6 +21,8 @@ class CachedViews(Dataset):
                  rendered: np.ndarray | None = None):
         self.dataset, self.record, self.logits, self.rendered = dataset, record, logits, rendered
         self.labels = torch.tensor([s.label for s in dataset.samples])
+        # once, not per item: ``record.mixed`` scans every image's partners (0.26 ms per item, 3/4 of loading)
+        self.mixed = record.mixed
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -33,7 +35,7 @@ class CachedViews(Dataset):
             image = render_view(self.dataset, self.record, index, k)
         item = {"image": image, "label": int(self.labels[index]), "index": index,
                 "teacher_logits": torch.from_numpy(np.array(self.logits[index, k]))}
-        if self.record.mixed:
+        if self.mixed:
             partner = int(self.record.partners[index, k])
             item["partner_label"] = int(self.labels[partner]) if partner >= 0 else item["label"]
             item["mix_weight"] = float(self.record.weights[index, k])
