@@ -274,3 +274,26 @@ def test_warm_up_cosine_schedule_is_the_closed_form():
     expected = [(s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
                 for s in range(total)]
     assert lrs == pytest.approx(expected, abs=1e-9)
+
+
+def test_logged_training_loss_is_the_epochs_batch_weighted_mean(demo_root, tmp_path):
+    """train/* figures are logged once an epoch: the mean over the epoch's images of every step's terms."""
+
+    class Recording(L.Callback):
+        def __init__(self):
+            self.steps: list[tuple[float, int]] = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.steps.append((float(outputs["loss"]), len(batch["label"])))
+
+    L.seed_everything(0)
+    dm = WasteDataModule(str(demo_root), image_size=48, batch_size=7, augment="none")
+    module = DistillModule(dm.num_classes, student="nano", input_size=32, class_counts=dm.class_counts)
+    record = Recording()
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, enable_progress_bar=False, logger=False,
+                        enable_model_summary=False, enable_checkpointing=False, callbacks=[record])
+    trainer.fit(module, dm)
+    assert len(record.steps) > 1
+    expected = sum(loss * n for loss, n in record.steps) / sum(n for _, n in record.steps)
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(expected, rel=1e-5)
+    assert 0 <= float(trainer.callback_metrics["train/f1"]) <= 1
