@@ -133,6 +133,9 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "student_kd_holdout_f1_per_seed": [r.holdout_f1 for r in kd],
         "student_ce_holdout_f1_per_seed": [r.holdout_f1 for r in ce],
         "kd_minus_ce_holdout": compare_on_holdout(kd, ce),
+        "student_kd_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in kd],
+        "student_ce_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in ce],
+        "kd_minus_ce_last_holdout": compare_on_holdout(kd, ce, last=True),
         "student_kd_last_val_f1_per_seed": [r.last_val_f1 for r in kd],
         "student_ce_last_val_f1_per_seed": [r.last_val_f1 for r in ce],
         "student_kd_train_f1_per_seed": [r.train_f1 for r in kd],
@@ -174,11 +177,12 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     if summary["student_ce_holdout_f1"] is not None:
         print(f"held-out, no teacher      : {summary['student_ce_holdout_f1']:.4f} per seed "
               f"{_rounded(summary['student_ce_holdout_f1_per_seed'])}")
-    comparison = summary["kd_minus_ce_holdout"]
-    if comparison is not None:
-        print(f"KD - no teacher, held-out : {100 * comparison['difference']:+.1f} points (mean of "
-              f"{len(summary['seeds'])} seed(s); {100 * comparison['level']:.0f}% paired bootstrap interval "
-              f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f} over {comparison['images']} images)")
+    for key, label in (("kd_minus_ce_holdout", "KD - no teacher, held-out "), ("kd_minus_ce_last_holdout", "  the same, last epochs   ")):
+        comparison = summary.get(key)
+        if comparison is not None:
+            print(f"{label}: {100 * comparison['difference']:+.1f} points (mean of "
+                  f"{len(summary['seeds'])} seed(s); {100 * comparison['level']:.0f}% paired bootstrap interval "
+                  f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f} over {comparison['images']} images)")
     print(f"student MACs              : {summary['student_macs']:,} (fvcore), "
           f"{summary['student_macs_competition']:,} (competition counter) at {summary['student_input_size']} px")
     print(f"rules                     : {'ok' if summary['student_rules_ok'] else 'VIOLATED (see report.json)'}")

@@ -29,6 +29,11 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert summary["student_kd_holdout_f1_per_seed"] == [held[1]["f1"]]
     comparison = summary["kd_minus_ce_holdout"]
     assert comparison["images"] == len(held[0]["paths"]) and comparison["low"] <= comparison["difference"] <= comparison["high"]
+    # and the last epoch's weights, no checkpoint selection: their own predictions on the same images
+    last = [json.loads((out / stage / "holdout_last.json").read_text()) for stage in ("student_kd/seed_0", "student_ce/seed_0")]
+    assert last[0]["paths"] == held[0]["paths"] and summary["student_kd_last_holdout_f1_per_seed"] == [last[0]["f1"]]
+    assert summary["student_ce_last_holdout_f1_per_seed"] == [last[1]["f1"]]
+    assert summary["kd_minus_ce_last_holdout"]["difference"] == pytest.approx(last[0]["f1"] - last[1]["f1"])
     records = {stage: json.loads((out / stage / "stage.json").read_text())
                for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")}
     assert summary["teacher_f1"] == records["teacher"]["val_f1"]
