@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     except StopRequested as stop:  # SIGTERM: progress saved; say how to resume, exit 143
         print(f"distill: {stop}", file=sys.stderr)
         sys.exit(stop.code)
+    except SystemExit as stop:  # Lightning's SIGTERMException (exit status 0) with StopOnSignal's message
+        message = getattr(stop, "stop_message", None)
+        if message is None:
+            raise
+        print(f"distill: {message}", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("distill: interrupted; finished epochs and the cache fill's progress are saved: run the same "
               "command again to resume", file=sys.stderr)

@@ -284,10 +284,13 @@ def test_sigterm_during_the_fill_saves_it_and_the_rerun_resumes(fresh_demo, tmp_
     assert np.array_equal(np.load(cache.views_file), np.load(whole.views_file))
 
 
-def run_distill_in_a_fork(argv: list[str], stderr_file) -> multiprocessing.Process:
+def run_distill_in_a_fork(argv: list[str], stderr_file, before=None) -> multiprocessing.Process:
     """``distill ARGV`` as the command runs it, in a process forked from this one (no new interpreter
-    importing torch and Lightning; one torch thread, as forked workers use); its stderr goes to the file."""
+    importing torch and Lightning; one torch thread, as forked workers use); its stderr goes to the file.
+    ``before``: called first in the fork (to patch something there only)."""
     def command():
+        if before is not None:
+            before()
         torch.set_num_threads(1)
         with open(stderr_file, "w") as err:
             os.dup2(err.fileno(), 2)
@@ -327,3 +330,31 @@ def test_sigterm_during_a_fit_stops_within_a_batch_and_resumes(demo_root, tmp_pa
     epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     build_cli(["fit", *options, "--trainer.max_epochs", str(epoch + 2), "--ckpt_path", str(last)])  # resumed
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == epoch + 1
+
+
+def test_sigterm_that_lightning_acts_on_first_still_exits_143_with_the_resume_line(demo_root, tmp_path):
+    """SIGTERM during validation: Lightning raises its own SIGTERMException (exit status 0, no word) before any
+    training batch ends; the command still says where to resume and exits with 143."""
+    import signal
+
+    out = tmp_path / "run"
+    options = ["--data.root", str(demo_root), "--data.image_size", "32", "--data.batch_size", "4",
+               "--model.student", "nano", "--model.input_size", "32", "--model.teacher", "null",
+               "--trainer.default_root_dir", str(out), "--last_checkpoint.dirpath", str(out / "checkpoints"), *QUIET]
+
+    def sigterm_in_the_second_validation():
+        from distill.callbacks import StopOnSignal
+
+        def send(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            if trainer.current_epoch == 1 and not trainer.sanity_checking and batch_idx == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+        StopOnSignal.on_validation_batch_start = send
+
+    run = run_distill_in_a_fork(["fit", *options, "--trainer.max_epochs", "5"], tmp_path / "stderr.txt",
+                                before=sigterm_in_the_second_validation)
+    run.join(timeout=240)
+    run.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert run.exitcode == 143, err[-2000:]
+    assert "stopped by SIGTERM at epoch 1, during validation" in err
+    assert str(out / "checkpoints" / "last.ckpt") in err and (out / "checkpoints" / "last.ckpt").exists()
