@@ -14,7 +14,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import duration, say
 from distill.models import reparameterize
-from distill.stopping import StopRequested
 
 
 class StudentComplexity(Callback):
@@ -90,25 +89,20 @@ class TimeEstimate(Callback):
 
 
 class StopOnSignal(Callback):
-    """Stop a fit after the current training batch once SIGTERM arrived; ``last.ckpt`` of the last finished
-    epoch is what resumes it (``--ckpt_path .../last.ckpt``; the pipeline resumes by itself). A SIGTERM that
-    Lightning acts on first (during validation, or after this hook in a batch: its ``SIGTERMException``, exit
-    status 0 and no word) gets the same message, and ``distill`` exits with 143."""
+    """The resume line of a fit stopped by SIGTERM. Lightning itself ends the fit after the current batch (or
+    validation batch) with its ``SIGTERMException``, a ``SystemExit`` of status 0 and no word; this attaches
+    where to resume (``last.ckpt`` of the last finished epoch) to it, and ``distill`` prints it and exits 143."""
 
     @staticmethod
-    def message(trainer: Any, where_in_epoch: str) -> str:
+    def message(trainer: Any) -> str:
         paths = [p for c in trainer.checkpoint_callbacks
                  for p in (getattr(c, "last_model_path", ""), getattr(c, "best_model_path", "")) if p]
         last = next((p for p in paths if p.endswith("last.ckpt")), paths[0] if paths else "")
         where = (f"resume from {last} (the end of the last finished epoch): run the same pipeline command "
                  "again, or add --ckpt_path to the same distill fit command") if last else \
             "no epoch had finished, so nothing to resume: run the command again"
-        return f"stopped by SIGTERM at epoch {trainer.current_epoch}, {where_in_epoch}; {where}"
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if getattr(trainer, "received_sigterm", False):
-            raise StopRequested(self.message(trainer, f"batch {batch_idx}"))
+        return f"stopped by SIGTERM at epoch {trainer.current_epoch}, during validation or between batches; {where}"
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):  # Lightning's own stop: a SystemExit the command turns into 143
-            exception.stop_message = self.message(trainer, "during validation or between batches")
+        if isinstance(exception, SIGTERMException):
+            exception.stop_message = self.message(trainer)

@@ -46,7 +46,7 @@ class DistillCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.monitor": None,
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
-        parser.add_lightning_class_args(StopOnSignal, "stop_on_signal")  # SIGTERM: stop after the batch
+        parser.add_lightning_class_args(StopOnSignal, "stop_on_signal")  # SIGTERM: the resume line
         parser.add_lightning_class_args(TeacherCache, "teacher_cache")
         parser.add_lightning_class_args(StudentComplexity, "complexity")
         parser.add_lightning_class_args(TimeEstimate, "time_estimate")

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     except StopRequested as stop:  # SIGTERM: progress saved; say how to resume, exit 143
         print(f"distill: {stop}", file=sys.stderr)
         sys.exit(stop.code)
-    except SystemExit as stop:  # Lightning's SIGTERMException (exit status 0) with StopOnSignal's message
+    except SystemExit as stop:  # a fit's SIGTERM: Lightning's SIGTERMException (status 0), StopOnSignal's line
         message = getattr(stop, "stop_message", None)
         if message is None:
             raise

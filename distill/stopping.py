@@ -1,9 +1,10 @@
 """Prompt, safe stops: SIGTERM (what schedulers and containers send) and Ctrl-C end a fit or a cache fill
 within one batch, with what is needed to resume on disk and one line saying how.
 
-Lightning notices SIGTERM during ``fit`` (``trainer.received_sigterm``) but acts on it only at the end of an
-epoch (a teacher epoch is a minute on a CPU); ``distill.callbacks.StopOnSignal`` acts after the current batch. The teacher-cache
-fill runs before Lightning installs its handler, so ``stop_requests`` installs one for the fill's loop.
+During ``fit`` Lightning acts on SIGTERM itself after the current (training or validation) batch, with a
+``SIGTERMException`` of exit status 0; ``distill.callbacks.StopOnSignal`` gives it the resume line and ``distill``
+exits 143. The teacher-cache fill runs before Lightning installs its handler, so ``stop_requests`` installs one
+for the fill's loop.
 """
 from __future__ import annotations
 
