@@ -61,13 +61,15 @@ def main() -> None:
     teacher_rate: dict[str, list[float]] = {}
     fills, ratios, disk = {}, {}, 0
     for backend in args.backends:
+        forward = None
         for workers in (0, 1, 2):
             with tempfile.TemporaryDirectory() as tmp:
                 cache = ViewCache(teacher, dataset, tmp, args.views, dm.num_classes, args.student_size,
                                   mix=MixSpec(args.mix), backend=backend)
                 cache.create()
-                forward = teacher_forward(cache)
-                forward(images)  # warm-up (and the ONNX export, made once per cache)
+                if forward is None:  # the teacher's forward (and its ONNX export) once per backend
+                    forward = teacher_forward(cache)
+                    forward(images)  # warm-up
                 before = teacher_alone(forward)
                 start = time.perf_counter()
                 fill_share(cache, batch_size=args.batch, num_workers=workers, forward=forward)
