@@ -59,6 +59,7 @@ class StudentSpec:
     stem_stride: int = 2
     stages: list[Stage] = field(default_factory=list)
     head: int = 0  # optional 1x1 conv before pooling (0 = none)
+    hidden: int = 0  # optional Linear + activation after pooling, before the last Linear (0 = none)
     act: str = "relu"
     width: float = 1.0
     dropout: float = 0.0
@@ -89,6 +90,8 @@ class StudentSpec:
     def validate(self) -> None:
         if self.act not in ACTIVATIONS:
             raise ValueError(f"student spec: act={self.act!r}; choose one of {sorted(ACTIVATIONS)}")
+        if self.hidden < 0 or self.head < 0:
+            raise ValueError(f"student spec: head and hidden must be >= 0 (0 = none), got {self.head}, {self.hidden}")
         if self.width <= 0:
             raise ValueError(f"student spec: width must be > 0, got {self.width}")
         if not isinstance(self.rep, int) or self.rep < 0:
@@ -164,7 +167,9 @@ BLOCKS: dict[str, Callable[..., nn.Module]] = {"conv": _conv_block, "ds": _ds_bl
 
 
 class Student(nn.Module):
-    """``features`` (stem + stages + optional head conv) then ``classifier`` (pool, flatten, dropout, linear)."""
+    """``features`` (stem + stages + optional head conv) then ``classifier`` (pool, flatten, optional hidden
+    linear + activation, dropout, linear). A hidden layer after pooling is MobileNetV3's "efficient last stage":
+    its capacity costs ``cin x hidden`` MACs once per image instead of once per pixel."""
 
     def __init__(self, spec: StudentSpec, num_classes: int):
         super().__init__()
@@ -188,14 +193,21 @@ class Student(nn.Module):
             layers.append(conv_bn_act(cin, head, 1, 1, 1, spec.act, spec.rep))
             cin = head
         self.features = nn.Sequential(*layers)
+        hidden: list[nn.Module] = []
+        if spec.hidden:
+            hidden = [nn.Linear(cin, spec.hidden), ACTIVATIONS[spec.act]()]
+            cin = spec.hidden
         self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(cin, num_classes)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), *hidden, nn.Dropout(spec.dropout), nn.Linear(cin, num_classes)
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
+            elif isinstance(m, nn.Linear):  # the hidden layer as a conv (it feeds an activation), the last small
+                if m is self.classifier[-1]:
+                    nn.init.normal_(m.weight, 0, 0.01)
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
