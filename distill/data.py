@@ -23,7 +23,7 @@ from typing import Literal, TypedDict
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
 
 from distill.checkpoint import atomic_write_text
 from distill.choices import check_choice
@@ -191,19 +191,34 @@ class ImageDataset(Dataset):
         return load_square(self.samples[index].path, self.size, self.keep_aspect)
 
     def view(self, index: int, seed: int | None) -> torch.Tensor:
-        """Image ``index`` augmented with the pipeline seeded by ``seed`` (same seed, same pixels)."""
+        """Image ``index`` augmented with the pipeline seeded by ``seed`` (same seed, same pixels): uint8
+        ``3 x S x S`` with channels-last strides (the decoded H x W x 3 bytes, not copied into planes:
+        ``stack_views`` batches them with one copy, in the layout the models take)."""
         image = self.base_image(index)
         if self.augment_name != "none" and seed is not None:
             seed_pipeline(self.augment, int(seed))
             image = self.augment(image=image)["image"]
         if not image.flags.writeable:  # a read-only memory-mapped cache row
             image = np.array(image)
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
     def __getitem__(self, index: int) -> dict:
         # albumentations keeps its own RNG: seed it from torch's, which Lightning seeds per worker.
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if self.augment_name != "none" else None
         return {"image": self.view(index, seed), "label": self.samples[index].label, "index": index}
+
+
+def stack_views(views: list[torch.Tensor]) -> torch.Tensor:
+    """``3 x S x S`` images -> a channels-last ``B x 3 x S x S`` batch: stacked as ``S x S x 3`` (one plain
+    copy for views from ``ImageDataset.view``) instead of being transposed into planes one by one."""
+    return torch.stack([v.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)
+
+
+def collate(items: list[dict]) -> dict:
+    """``default_collate`` with the images batched by ``stack_views``."""
+    images = stack_views([item["image"] for item in items])
+    rest = default_collate([{k: v for k, v in item.items() if k != "image"} for item in items])
+    return {"image": images, **rest}
 
 
 def cache_bytes(n_images: int, size: int) -> int:
@@ -435,7 +450,7 @@ class WasteDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, shuffle: bool, sampler=None) -> DataLoader:
         hp = self.hparams
         return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         sampler = None

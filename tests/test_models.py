@@ -205,3 +205,17 @@ def test_a_new_family_is_one_registered_function(tmp_path):
             TeacherSpec("nano")  # a student preset is no teacher
     finally:
         registry._REGISTRY.pop("toy_net")
+
+
+def test_a_hidden_layer_after_pooling_is_counted_once_per_image_and_obeys_the_rules():
+    from distill.competition import check_rules, competition_macs
+
+    spec = {"input_size": 32, "stem": 8, "stages": [["ds", 16, 2], ["ds", 32, 2]]}
+    plain, hidden = create_model(spec, 5), create_model({**spec, "hidden": 64}, 5)
+    assert [type(m) for m in hidden.classifier][2:4] == [nn.Linear, nn.ReLU]
+    extra = 32 * 64 + 64 * 5 - 32 * 5  # the hidden Linear, the wider last one; not per pixel
+    assert count_macs(hidden, 32).total - count_macs(plain, 32).total == extra
+    assert competition_macs(hidden, 32) - competition_macs(plain, 32) == extra + 64  # ptflops adds the biases
+    assert check_rules(hidden, 32) == [] and hidden(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    with pytest.raises(ValueError, match="hidden"):
+        create_model({**spec, "hidden": -1}, 5)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from distill.cache.store import ViewCache, _Progress, complete, job_share
 from distill.cache.views import ViewRecord, render_view
 from distill.console import duration, say
-from distill.data import ImageDataset
+from distill.data import ImageDataset, stack_views
 from distill.preprocess import model_input, resize_uint8
 from distill.runtime import OnnxForward
 from distill.stopping import StopRequested, stop_requests
@@ -38,6 +38,11 @@ class _ViewJobs(Dataset):
         return render_view(self.dataset, self.record, i, k), job
 
 
+def _collate_jobs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of views (channels-last, ``stack_views``) and their job numbers."""
+    return stack_views([view for view, _ in items]), torch.tensor([job for _, job in items])
+
+
 @torch.no_grad()
 def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
          step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
@@ -47,7 +52,7 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
     from tqdm.auto import tqdm
 
     jobs = DataLoader(_ViewJobs(dataset, record, progress.done, progress.stop), batch_size=batch_size,
-                      num_workers=num_workers)
+                      num_workers=num_workers, collate_fn=_collate_jobs)
     views = record.views
     start, since_save = time.time() - progress.seconds, 0
     probe_start, probed = time.time(), 0
@@ -123,7 +128,7 @@ def teacher_forward(cache: ViewCache) -> Callable[[torch.Tensor], torch.Tensor]:
     """The teacher's forward for the fill: eager PyTorch, or ONNX Runtime (float32)."""
     if cache.backend == "torch":
         return cache.teacher
-    example = model_input(torch.stack([cache.source.view(i, i) for i in range(min(4, cache.n))]),
+    example = model_input(stack_views([cache.source.view(i, i) for i in range(min(4, cache.n))]),
                           cache.teacher.preprocess)
     with tempfile.TemporaryDirectory() as tmp:
         onnx = OnnxForward(cache.teacher.model, Path(tmp) / "teacher.onnx", example)

@@ -164,7 +164,9 @@ class ViewCache:
 
     @property
     def views_file(self) -> Path:
-        return self.stem.with_name(f"{self.stem.name}.{self.size}px.npy")
+        # "u8": rendered by the uint8 resize (``resize_uint8``); views rendered through float before it are
+        # not reused (within one grey level, but not the same pixels). The logits do not depend on it.
+        return self.stem.with_name(f"{self.stem.name}.{self.size}px-u8.npy")
 
     def footprint_gib(self) -> float:
         """Disk taken by the views at the student's size (the logits are small)."""
