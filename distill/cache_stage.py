@@ -24,7 +24,7 @@ from distill.console import say
 class CacheRecord:
     """What a cache stage leaves in ``<cache_dir>/stage.json``."""
 
-    stem: str  # the cache's files: <stem>.record.pt, <stem>.logits.npy, <stem>.<S>px.npy
+    stem: str  # the cache's files: <stem>.record.pt, <stem>.logits.npy, <stem>.<S>px-hwc-u8.npy
     views: int
     images: int
     seconds: float  # wall time of this stage (0 fill when the cache was complete already)

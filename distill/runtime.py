@@ -40,10 +40,11 @@ def onnx_session(path: str | Path, threads: int | None = None):
 
 
 class OnnxForward:
-    """A model's forward pass in ONNX Runtime (float32): float input batch -> float32 logits tensor."""
+    """A model's forward pass in an ONNX Runtime session (``onnx_session``; float32): float input batch ->
+    float32 logits tensor."""
 
-    def __init__(self, model: nn.Module, path: str | Path, example: torch.Tensor):
-        self.session = onnx_session(to_onnx(model.eval(), path, example.contiguous()))
+    def __init__(self, session):
+        self.session = session
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         inputs = np.ascontiguousarray(x.detach().float().cpu().numpy())

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -358,3 +359,52 @@ def test_sigterm_that_lightning_acts_on_first_still_exits_143_with_the_resume_li
     assert run.exitcode == 143, err[-2000:]
     assert "stopped by SIGTERM at epoch 1, during validation" in err
     assert str(out / "checkpoints" / "last.ckpt") in err and (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_fill_in_two_processes_writes_what_one_writes_and_sigterm_stops_both(fresh_demo, tmp_path, monkeypatch):
+    import signal
+
+    from distill.cache import parallel
+    from distill.stopping import StopRequested
+
+    dm = WasteDataModule(str(fresh_demo), image_size=32, augment="strong", batch_size=8)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
+    whole = ViewCache(teacher, dm.train_set, tmp_path / "whole", 4, num_classes=9, student_size=16)
+    whole.create()
+    fill_share(whole, batch_size=8)
+
+    def made(name: str) -> ViewCache:
+        cache = ViewCache(teacher, dm.train_set, tmp_path / name, 4, num_classes=9, student_size=16)
+        cache.create()
+        return cache
+
+    two = made("two")
+    parallel.fill_in_processes(two, 2, batch_size=8)
+    assert two.complete() and len(list(two.stem.parent.glob("*.logits.progress*.json"))) == 2
+    assert np.allclose(np.load(two.logits_file), np.load(whole.logits_file), atol=1e-5)
+    assert np.array_equal(np.load(two.views_file), np.load(whole.views_file))
+
+    # `kill PID` of the parent in the middle: it stops both processes, each saves its share's progress
+    parent, calls = os.getpid(), []
+
+    def forward_that_gets_the_parent_killed(cache, onnx_file, threads):
+        def forward(images):
+            calls.append(len(images))
+            if len(calls) == 2:  # in each fill process (forked: its own list)
+                os.kill(parent, signal.SIGTERM)
+                time.sleep(0.5)  # the parent passes it on to both processes before this batch ends
+            return teacher(images)
+        return forward
+
+    monkeypatch.setattr(parallel, "teacher_forward", forward_that_gets_the_parent_killed)
+    stopped = made("stopped")
+    with pytest.raises(StopRequested, match="2 processes saved their progress; run the same command again"):
+        parallel.fill_in_processes(stopped, 2, batch_size=8)
+    assert not stopped.complete()
+    monkeypatch.undo()
+    parallel.fill_in_processes(stopped, 2, batch_size=8)  # the rerun goes on where each share stopped
+    assert stopped.complete()
+    assert np.allclose(np.load(stopped.logits_file), np.load(whole.logits_file), atol=1e-5)
+    assert np.array_equal(np.load(stopped.views_file), np.load(whole.views_file))

@@ -151,7 +151,7 @@ def test_teacher_sees_the_mixed_view_and_the_batch_carries_both_labels(demo_root
     for i, k in [(0, 0), (6, 1)]:
         view = render_view(ds, record, i, k)
         assert torch.allclose(teacher(view[None])[0], torch.from_numpy(replay.logits[i, k]), atol=1e-5)
-        assert torch.equal(torch.from_numpy(replay.rendered[i, k]), resize_uint8(view[None], 24)[0])
+        assert torch.equal(torch.from_numpy(replay.rendered[i, k]).permute(2, 0, 1), resize_uint8(view[None], 24)[0])
     item = replay[4]
     assert set(item) == {"image", "label", "index", "teacher_logits", "partner_label", "mix_weight"}
     partners = {int(record.partners[4, k]) for k in range(2)}
@@ -188,7 +188,7 @@ def test_stopped_fill_resumes_without_redoing_work(demo_root, tmp_path, monkeypa
     real_fill = tc.fill
 
     def stop_after_two_batches(dataset, record, arrays, progress, step, desc, batch_size=64, num_workers=0,
-                               save_every=4096):
+                               save_every=4096, position=0):
         def counting(images):
             calls.append(len(images))
             if len(calls) > 2:
@@ -273,6 +273,8 @@ def test_onnxruntime_fill_matches_eager_float32(demo_root, tmp_path):
     assert np.array_equal(np.load(onnx.views_file), np.load(eager.views_file))
     with pytest.raises(ValueError, match="backend"):
         TeacherCache(backend="tensorrt")
+    with pytest.raises(ValueError, match="teacher_cache.processes must be an integer >= 1 or 'auto', got 0"):
+        TeacherCache(processes=0)
 
 
 def cache_args(demo_root, teacher_file, cache_dir, *extra):

@@ -14,7 +14,7 @@ Files in ``cache_dir``, named by a hash of everything the outputs depend on (tea
 precision, image files, the augmentation pipeline's own serialisation, views, mixing, seed; see
 ``cache_key``), so outputs made under another definition are not reused:
 ``<stem>.record.pt`` (seeds, partners, weights, boxes), ``<stem>.logits.npy`` (float32 N x K x C),
-``<stem>.<S>px.npy`` (uint8 N x K x 3 x S x S, the student's views) and a ``.progress.json`` beside each
+``<stem>.<S>px-hwc-u8.npy`` (uint8 N x K x S x S x 3, the student's views) and a ``.progress.json`` beside each
 ``.npy``. Both arrays are memory-mapped: RAM holds what the page cache keeps. A fill that is stopped
 resumes where it stopped; several processes (DDP ranks) fill disjoint shares of the same files.
 """

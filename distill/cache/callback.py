@@ -3,11 +3,13 @@ the data module as its training set and release the module's teacher."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from distill.cache.fill import fill_share
+from distill.cache.parallel import fill_in_processes, fill_processes
 from distill.cache.store import Backend, ViewCache
 from distill.cache.views import MixMode, MixSpec
 from distill.choices import check_choice
@@ -39,17 +41,23 @@ class TeacherCache(Callback):
             eager float32 on this project's CPU, ``benchmarks/fill_backend.py``; checked against eager
             float32 to 1e-3), ``torch`` (eager, in the teacher's precision), or ``auto``: ONNX Runtime on a
             CPU, else torch.
+        processes: on a CPU, fill with this many processes, each running the teacher on its share of the
+            views with ``torch threads // processes`` threads and rendering its own views (loader workers
+            unused): ``auto`` = one process per 2 threads (one per thread on 2 threads). Several DDP ranks
+            fill one share each instead.
     """
 
     def __init__(self, enabled: bool = True, views: int = 8, mix: MixMode = "none", mix_alpha: float = 1.0,
                  mix_prob: float = 1.0, cache_dir: str | None = None, seed: int = 0, batch_size: int = 64,
-                 render: bool = True, backend: Backend = "auto"):
+                 render: bool = True, backend: Backend = "auto", processes: int | Literal["auto"] = "auto"):
         if views < 1:
             raise ValueError(f"teacher_cache.views must be >= 1, got {views}")
         self.mix = MixSpec(mix, mix_alpha, mix_prob)
         self.enabled, self.render, self.views, self.cache_dir = enabled, render, views, cache_dir
         check_choice(backend, Backend, "teacher_cache.backend")
         self.seed, self.batch_size, self.backend = seed, batch_size, backend
+        fill_processes(processes)  # checked now, resolved for the device at the fill
+        self.processes = processes
         self.cache: ViewCache | None = None
         self.fill_seconds = 0.0  # wall time of the fill this fit ran (0 when it found the cache complete)
 
@@ -95,7 +103,10 @@ class TeacherCache(Callback):
                    if cache.render else ""))
         trainer.strategy.barrier("teacher_cache_created")
         filled_here = not cache.complete()
-        if filled_here:
+        processes = fill_processes(self.processes, device) if trainer.world_size == 1 else 1
+        if filled_here and processes > 1:
+            fill_in_processes(cache, processes, self.batch_size)
+        elif filled_here:
             fill_share(cache, trainer.global_rank, trainer.world_size, self.batch_size,
                        getattr(datamodule.hparams, "num_workers", 0), device)
         trainer.strategy.barrier("teacher_cache_filled")

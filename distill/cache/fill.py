@@ -3,6 +3,7 @@ Runtime), write its logits and the view at the student's size, batch by batch, s
 stopped fill resumes; SIGTERM and Ctrl-C keep every finished batch)."""
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from distill.cache.views import ViewRecord, render_view
 from distill.console import duration, say
 from distill.data import ImageDataset, stack_views
 from distill.preprocess import model_input, resize_uint8
-from distill.runtime import OnnxForward
+from distill.runtime import OnnxForward, onnx_session, to_onnx
 from distill.stopping import StopRequested, stop_requests
 
 ONNX_TOLERANCE = 1e-3  # max |logit difference| from eager float32 accepted for the ONNX Runtime fill
@@ -38,6 +39,14 @@ class _ViewJobs(Dataset):
         return render_view(self.dataset, self.record, i, k), job
 
 
+def _yield_to_the_teacher(worker_id: int) -> None:
+    """Loader workers render at the lowest CPU priority: when they and the teacher both want a core, the
+    teacher gets it (its threads wait for each other, so one that is preempted stalls the rest); the
+    workers fill the teacher's gaps, and run at full speed whenever the teacher waits for their batch."""
+    if hasattr(os, "nice"):  # Unix
+        os.nice(19)
+
+
 def _collate_jobs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of views (channels-last, ``stack_views``) and their job numbers."""
     return stack_views([view for view, _ in items]), torch.tensor([job for _, job in items])
@@ -46,13 +55,15 @@ def _collate_jobs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, 
 @torch.no_grad()
 def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
          step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
-         num_workers: int = 0, save_every: int = 4096) -> None:
+         num_workers: int = 0, save_every: int = 4096, position: int = 0) -> None:
     """Render the views of ``progress``'s share not done yet, batch by batch; ``step(images)`` gives each
-    array's values for the batch (teacher logits, resized views), written at their (i, k)."""
+    array's values for the batch (teacher logits, resized views), written at their (i, k). ``position``: the
+    progress bar's line (one per process when several fill)."""
     from tqdm.auto import tqdm
 
     jobs = DataLoader(_ViewJobs(dataset, record, progress.done, progress.stop), batch_size=batch_size,
-                      num_workers=num_workers, collate_fn=_collate_jobs)
+                      num_workers=num_workers, collate_fn=_collate_jobs,
+                      worker_init_fn=_yield_to_the_teacher if num_workers else None)
     views = record.views
     start, since_save = time.time() - progress.seconds, 0
     probe_start, probed = time.time(), 0
@@ -64,7 +75,7 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
         progress.save(written, time.time() - start)
 
     with tqdm(total=progress.stop - progress.start, initial=progress.done - progress.start, desc=desc,
-              unit="view", dynamic_ncols=True) as bar, stop_requests() as stop_requested:
+              unit="view", dynamic_ncols=True, position=position) as bar, stop_requests() as stop_requested:
         try:
             for images, job in jobs:
                 if stop_requested():  # SIGTERM: what is filled was saved after the previous batch
@@ -91,6 +102,11 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
             raise
 
 
+def _hwc(images: torch.Tensor) -> torch.Tensor:
+    """``B x 3 x S x S`` -> ``B x S x S x 3``, the views file's layout (no copy for a channels-last batch)."""
+    return images.permute(0, 2, 3, 1)
+
+
 def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size: int = 64, num_workers: int = 0,
                device: torch.device | str = "cpu",
                forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
@@ -100,6 +116,7 @@ def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size:
     start, stop = job_share(total, rank, world_size)
     record = cache.record()
     size, render = cache.size, cache.render
+    share = f", share {rank + 1}/{world_size}" if world_size > 1 else ""
     if not complete(cache.logits_file, total):  # a complete cache is never opened for writing
         arrays = {"logits": np.load(cache.logits_file, mmap_mode="r+")}
         if render:
@@ -111,30 +128,43 @@ def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size:
         def step(images: torch.Tensor) -> dict[str, torch.Tensor]:
             out = {"logits": forward(images.to(device)).cpu()}
             if render:
-                out["views"] = resize_uint8(images, size)
+                out["views"] = _hwc(resize_uint8(images, size))
             return out
 
-        fill(cache.source, record, arrays, progress, step, f"teacher outputs ({cache.views} views/image)",
-             batch_size, num_workers)
+        fill(cache.source, record, arrays, progress, step, f"teacher outputs ({cache.views} views/image{share})",
+             batch_size, num_workers, position=rank)
         if render:
             _Progress(cache.views_file, rank, start, stop).save(stop, progress.seconds)
     elif render and not complete(cache.views_file, total):
         progress = _Progress(cache.views_file, rank, start, stop)
         fill(cache.source, record, {"views": np.load(cache.views_file, mmap_mode="r+")}, progress,
-             lambda images: {"views": resize_uint8(images, size)}, f"rendering views at {size}px",
-             batch_size, num_workers)
+             lambda images: {"views": _hwc(resize_uint8(images, size))}, f"rendering views at {size}px{share}",
+             batch_size, num_workers, position=rank)
 
-def teacher_forward(cache: ViewCache) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The teacher's forward for the fill: eager PyTorch, or ONNX Runtime (float32)."""
+
+def teacher_forward(cache: ViewCache, onnx_file: str | Path | None = None,
+                    threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The teacher's forward for the fill: eager PyTorch, or ONNX Runtime (float32) from ``onnx_file`` (made by
+    ``export_teacher``; exported here when not given) on ``threads`` threads (default torch's)."""
     if cache.backend == "torch":
         return cache.teacher
+    if onnx_file is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            session = onnx_session(export_teacher(cache, tmp), threads)
+    else:
+        session = onnx_session(onnx_file, threads)
+    onnx = OnnxForward(session)
+    return lambda images: onnx(model_input(images, cache.teacher.preprocess))
+
+
+def export_teacher(cache: ViewCache, folder: str | Path) -> Path:
+    """The teacher as ONNX in ``folder``, checked against eager float32 (``ONNX_TOLERANCE``) before any use."""
     example = model_input(stack_views([cache.source.view(i, i) for i in range(min(4, cache.n))]),
                           cache.teacher.preprocess)
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx = OnnxForward(cache.teacher.model, Path(tmp) / "teacher.onnx", example)
+    path = to_onnx(cache.teacher.model.eval(), Path(folder) / "teacher.onnx", example)
     with torch.no_grad():
-        gap = float((onnx(example) - cache.teacher.model(example).float()).abs().max())
+        gap = float((OnnxForward(onnx_session(path))(example) - cache.teacher.model(example).float()).abs().max())
     if gap > ONNX_TOLERANCE:
         raise RuntimeError(f"the teacher in ONNX Runtime differs from PyTorch float32 by {gap:.2e} (> "
                            f"{ONNX_TOLERANCE}): set teacher_cache.backend: torch")
-    return lambda images: onnx(model_input(images, cache.teacher.preprocess))
+    return path

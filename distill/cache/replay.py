@@ -14,7 +14,7 @@ class CachedViews(Dataset):
     teacher's logits for exactly that view: ``{"image", "label", "index", "teacher_logits"}``, plus
     ``partner_label`` and ``mix_weight`` (the own label's share) when the cache records mixed views.
 
-    ``rendered``: the views already resized to the student's size; else each view is rendered again from
+    ``rendered``: the views already resized to the student's size (``N x K x S x S x 3``); else each view is rendered again from
     its record at the base size."""
 
     def __init__(self, dataset: ImageDataset, record: ViewRecord, logits: np.ndarray,
@@ -30,7 +30,7 @@ class CachedViews(Dataset):
     def __getitem__(self, index: int) -> dict:
         k = int(torch.randint(0, self.record.views, ()).item())
         if self.rendered is not None:
-            image = torch.from_numpy(np.array(self.rendered[index, k]))
+            image = torch.from_numpy(np.array(self.rendered[index, k])).permute(2, 0, 1)  # stored S x S x 3
         else:
             image = render_view(self.dataset, self.record, index, k)
         item = {"image": image, "label": int(self.labels[index]), "index": index,

@@ -164,9 +164,10 @@ class ViewCache:
 
     @property
     def views_file(self) -> Path:
-        # "u8": rendered by the uint8 resize (``resize_uint8``); views rendered through float before it are
-        # not reused (within one grey level, but not the same pixels). The logits do not depend on it.
-        return self.stem.with_name(f"{self.stem.name}.{self.size}px-u8.npy")
+        # "hwc-u8": ``S x S x 3`` per view (batched channels-last in one copy), rendered by the uint8 resize
+        # (``resize_uint8``); views stored as planes, resized through float, are not reused (within one grey
+        # level, but not the same pixels). The logits do not depend on either.
+        return self.stem.with_name(f"{self.stem.name}.{self.size}px-hwc-u8.npy")
 
     def footprint_gib(self) -> float:
         """Disk taken by the views at the student's size (the logits are small)."""
@@ -176,7 +177,7 @@ class ViewCache:
         """The cache's memory-mapped files, each with its shape and dtype."""
         out = {self.logits_file: ((self.n, self.views, self.num_classes), np.float32)}
         if self.render:
-            out[self.views_file] = ((self.n, self.views, 3, self.size, self.size), np.uint8)
+            out[self.views_file] = ((self.n, self.views, self.size, self.size, 3), np.uint8)
         return out
 
     def verify(self) -> list[str]:
