@@ -253,21 +253,31 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
 
 # ---------------------------------------------------------------- 12. prompt, safe stops (SIGTERM)
 
+def fill_fixture(root, tmp_path):
+    """A small teacher, a cache filled whole by one process (the reference), and ``made(name)``: an empty cache
+    of the same settings."""
+    dm = WasteDataModule(str(root), image_size=32, augment="strong", batch_size=8)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
+
+    def made(name: str) -> ViewCache:
+        cache = ViewCache(teacher, dm.train_set, tmp_path / name, 4, num_classes=9, student_size=16)
+        cache.create()
+        return cache
+
+    whole = made("whole")
+    fill_share(whole, batch_size=8)
+    return teacher, whole, made
+
+
 def test_sigterm_during_the_fill_saves_it_and_the_rerun_resumes(fresh_demo, tmp_path):
     import signal
 
     from distill.stopping import StopRequested
 
-    dm = WasteDataModule(str(fresh_demo), image_size=32, augment="strong", batch_size=8)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
-    whole = ViewCache(teacher, dm.train_set, tmp_path / "whole", 4, num_classes=9, student_size=16)
-    whole.create()
-    fill_share(whole, batch_size=8)
-
-    cache = ViewCache(teacher, dm.train_set, tmp_path / "stopped", 4, num_classes=9, student_size=16)
-    cache.create()
+    teacher, whole, made = fill_fixture(fresh_demo, tmp_path)
+    cache = made("stopped")
     calls = []
 
     def forward(images):
@@ -367,19 +377,7 @@ def test_a_fill_in_two_processes_writes_what_one_writes_and_sigterm_stops_both(f
     from distill.cache import parallel
     from distill.stopping import StopRequested
 
-    dm = WasteDataModule(str(fresh_demo), image_size=32, augment="strong", batch_size=8)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    teacher = FrozenTeacher(create_model("micro", 9, input_size=32), "32")
-    whole = ViewCache(teacher, dm.train_set, tmp_path / "whole", 4, num_classes=9, student_size=16)
-    whole.create()
-    fill_share(whole, batch_size=8)
-
-    def made(name: str) -> ViewCache:
-        cache = ViewCache(teacher, dm.train_set, tmp_path / name, 4, num_classes=9, student_size=16)
-        cache.create()
-        return cache
-
+    teacher, whole, made = fill_fixture(fresh_demo, tmp_path)
     two = made("two")
     parallel.fill_in_processes(two, 2, batch_size=8)
     assert two.complete() and len(list(two.stem.parent.glob("*.logits.progress*.json"))) == 2
