@@ -305,6 +305,16 @@ def test_distill_cache_fills_what_a_fit_then_reads(demo_root, tmp_path, capsys):
     assert isinstance(cli.datamodule.train_set, CachedViews) and cli.model.teacher is None
     again = fill_cache(args)  # reused: the recorded fill time is kept
     assert again.fill_seconds == record["fill_seconds"] and again.stem == record["stem"]
+    # only the student-size views missing: they are rendered again, and the time reported is that, not the
+    # teacher's fill recorded with the logits
+    logits_seconds = json.loads(next((tmp_path / "cache").glob("*.logits.progress0.json")).read_text())["seconds"]
+    logits_seconds += 1000.0
+    for progress in (tmp_path / "cache").glob("*.logits.progress*.json"):
+        progress.write_text(json.dumps({**json.loads(progress.read_text()), "seconds": logits_seconds}))
+    for path in (tmp_path / "cache").glob("*px*"):
+        path.unlink()
+    rendered = fill_cache(args)
+    assert 0 < rendered.fill_seconds < 1000 and rendered.stem == record["stem"]
     with pytest.raises(ValueError, match="nothing to cache"):
         main([*args, "--teacher_cache.enabled", "false"])
 
