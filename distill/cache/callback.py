@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 
 from distill.cache.fill import fill_share
 from distill.cache.parallel import fill_in_processes, fill_processes
-from distill.cache.store import Backend, ViewCache, complete
+from distill.cache.store import Backend, ViewCache
 from distill.cache.views import MixMode, MixSpec
 from distill.choices import check_choice
 from distill.console import say
@@ -103,8 +103,6 @@ class TeacherCache(Callback):
                    if cache.render else ""))
         trainer.strategy.barrier("teacher_cache_created")
         filled_here = not cache.complete()
-        # only the student-size views missing (the teacher's logits complete): the time to report is theirs
-        renders_only = filled_here and cache.render and complete(cache.logits_file, cache.n * cache.views)
         processes = fill_processes(self.processes, device) if trainer.world_size == 1 else 1
         if filled_here and processes > 1:
             fill_in_processes(cache, processes, self.batch_size)
@@ -113,5 +111,5 @@ class TeacherCache(Callback):
                        getattr(datamodule.hparams, "num_workers", 0), device)
         trainer.strategy.barrier("teacher_cache_filled")
         if filled_here:
-            self.fill_seconds = cache.progress_seconds(cache.views_file) if renders_only else cache.fill_seconds()
+            self.fill_seconds = cache.fill_seconds()
         return cache

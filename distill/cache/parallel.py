@@ -2,8 +2,9 @@
 ranks fill, ``job_share``), running the teacher on its own threads and rendering its own views.
 
 Why: a teacher spread over all cores by one process waits at every layer for its slowest thread, and while
-it runs nothing renders the next batch; on 2 cores, two processes of one thread each filled 0.84-1.09 x
-the views/s of the teacher alone on 2 threads, one process 0.73-0.90 (``benchmarks/cache_fill.py``).
+it runs nothing renders the next batch. On 2 cores, two processes of one thread each filled 0.83-1.02 x the
+views/s of the teacher alone on 2 threads (median 0.86), one process 0.67-0.87 (median 0.84): ``python
+benchmarks/cache_fill.py --backends onnxruntime --repeats 3``, ``benchmarks/results/cache_fill.json``.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def fill_processes(processes: int | str, device: torch.device | str = "cpu") -> 
     if torch.device(device).type != "cpu":
         return 1
     if processes == "auto":
-        return max(1, torch.get_num_threads() // 2) if torch.get_num_threads() > 2 else torch.get_num_threads()
+        threads = torch.get_num_threads()
+        return threads if threads <= 2 else threads // 2
     if not isinstance(processes, int) or processes < 1:
         raise ValueError(f"teacher_cache.processes must be an integer >= 1 or 'auto', got {processes!r}")
     return processes

@@ -206,8 +206,10 @@ class ViewCache:
         return complete(self.logits_file, total) and (not self.render or complete(self.views_file, total))
 
     def fill_seconds(self) -> float:
-        """Wall time the teacher fill took (the slowest process, when several filled it)."""
-        return self.progress_seconds(self.logits_file)
+        """Wall time of the last fill (the slowest process, when several filled it): the views' record when
+        they are rendered (a fill of both writes the same time to both; a pass that only renders the views
+        again, the teacher's logits complete, writes its own), else the logits'."""
+        return self.progress_seconds(self.views_file if self.render else self.logits_file)
 
     @staticmethod
     def progress_seconds(array: Path) -> float:
