@@ -39,8 +39,10 @@ def machine(precision: str | None = None) -> dict:
 
 
 def command_line() -> str:
-    """The command that ran this benchmark, as a user would type it from the repository root."""
-    return shlex.join(["python", relative(sys.argv[0]), *sys.argv[1:]])
+    """The command that ran this benchmark, as a user would type it from the repository root (arguments that
+    are absolute paths on this machine written relative to the repository)."""
+    args = [relative(a) if os.path.isabs(a) and os.path.exists(a) else a for a in sys.argv[1:]]
+    return shlex.join(["python", relative(sys.argv[0]), *args])
 
 
 def write_result(name: str, data: dict) -> Path:
