@@ -97,8 +97,8 @@ def unit_float(images: torch.Tensor) -> torch.Tensor:
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 ``B x 3 x S x S`` -> uint8 at ``size`` with the antialiased bilinear resize of ``model_input``,
-    computed by torch's uint8 kernel (fixed point, channels-last: ~40x faster than through float here; its
-    pixels are within one grey level of the float resize rounded)."""
+    computed by torch's uint8 kernel (fixed point, channels-last: ~5x faster than through float here,
+    ``benchmarks/fill_parts.py``; its pixels are within one grey level of the float resize rounded)."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     x = images.contiguous(memory_format=torch.channels_last)
