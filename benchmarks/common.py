@@ -5,7 +5,9 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -43,6 +45,20 @@ def command_line() -> str:
     are absolute paths on this machine written relative to the repository)."""
     args = [relative(a) if os.path.isabs(a) and os.path.exists(a) else a for a in sys.argv[1:]]
     return shlex.join(["python", relative(sys.argv[0]), *args])
+
+
+def seconds_per_call(fn: Callable[[], object], calls: int) -> float:
+    """Mean wall time of ``fn()`` over ``calls`` calls, after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def images_per_s(step: Callable[[], object], batch: int, runs: int = 3) -> float:
+    """Throughput of ``step``, which processes ``batch`` images a call (one warm-up call, then ``runs``)."""
+    return batch / seconds_per_call(step, runs)
 
 
 def write_result(name: str, data: dict) -> Path:

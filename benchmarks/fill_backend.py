@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import machine, write_result  # noqa: E402
+from common import images_per_s, machine, write_result  # noqa: E402
 from distill.models import create_model  # noqa: E402
 
 from distill.precision import choose  # noqa: E402
@@ -26,14 +25,6 @@ from distill.preprocess import channels_last  # noqa: E402
 from distill.runtime import onnx_session, to_onnx  # noqa: E402
 
 TOLERANCE = 1e-3
-
-
-def rate(step, batch: int, runs: int) -> float:
-    step()
-    start = time.perf_counter()
-    for _ in range(runs):
-        step()
-    return runs * batch / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -50,13 +41,13 @@ def main() -> None:
             return model(x).float()
 
     reference = eager(False)
-    results = {"eager_fp32": rate(lambda: eager(False), args.batch, args.runs),
-               "eager_bf16": rate(lambda: eager(True), args.batch, args.runs)}
+    results = {"eager_fp32": images_per_s(lambda: eager(False), args.batch, args.runs),
+               "eager_bf16": images_per_s(lambda: eager(True), args.batch, args.runs)}
     diffs = {"eager_fp32": 0.0, "eager_bf16": float((eager(True) - reference).abs().max())}
     with tempfile.TemporaryDirectory() as tmp:
         session = onnx_session(to_onnx(model, Path(tmp) / "teacher.onnx", x[:2].contiguous()))
         feed = {"image": x.contiguous().numpy()}
-        results["onnxruntime_fp32"] = rate(lambda: session.run(None, feed), args.batch, args.runs)
+        results["onnxruntime_fp32"] = images_per_s(lambda: session.run(None, feed), args.batch, args.runs)
         diffs["onnxruntime_fp32"] = float((torch.from_numpy(session.run(None, feed)[0]) - reference).abs().max())
     auto = "eager_bf16" if choose("cpu").teacher == "bf16" else "eager_fp32"
     adopt = results["onnxruntime_fp32"] > results[auto] and diffs["onnxruntime_fp32"] <= TOLERANCE

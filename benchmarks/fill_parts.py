@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from common import data_root, machine, relative, write_result  # noqa: E402
+from common import data_root, machine, relative, seconds_per_call, write_result  # noqa: E402
 from distill.models import create_model  # noqa: E402
 
 from distill.cache import ViewCache, teacher_forward  # noqa: E402
@@ -28,14 +26,6 @@ from distill.cache.fill import export_teacher  # noqa: E402
 from distill.data import WasteDataModule, stack_views  # noqa: E402
 from distill.preprocess import resize_uint8  # noqa: E402
 from distill.teacher import FrozenTeacher  # noqa: E402
-
-
-def seconds_per_call(fn: Callable[[], object], calls: int) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
 
 
 def main() -> None:

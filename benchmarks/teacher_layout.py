@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import machine, write_result  # noqa: E402
+from common import images_per_s, machine, write_result  # noqa: E402
 from distill.models import create_model  # noqa: E402
 
 from distill.precision import choose  # noqa: E402
-
-
-def images_per_s(step, batch: int, runs: int = 3) -> float:
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(runs):
-        step()
-    return runs * batch / (time.perf_counter() - start)
 
 
 def measure(layout: torch.memory_format, batch: int, bf16: bool = False) -> tuple[float, float]:

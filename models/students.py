@@ -25,7 +25,7 @@ sees every multiply-add.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -242,9 +242,7 @@ def tiny() -> StudentSpec:
 def tiny_hidden() -> StudentSpec:
     """980,736 MACs (fvcore, 9 classes; 979,200 with 6) at 64 px: ``tiny`` plus a 512-unit Linear + ReLU after
     pooling (MobileNetV3's last stage), which costs its size once per image instead of once per pixel."""
-    spec = tiny()
-    spec.hidden = 512
-    return spec
+    return replace(tiny(), hidden=512)
 
 
 @register_model(kind="student")
