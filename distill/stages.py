@@ -81,17 +81,21 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume.exists() else ""))
     start = time.time()
     cli = build_cli(args, run=False, config_files=configs)
+    selection = cli.config_init["checkpoint"]
+    check_selection(selection)  # before training: a monitor the record cannot report on fails now
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
     seconds = time.time() - start
-    best_callback = cli.config_init["checkpoint"]
-    model, meta = load_trained(best_callback.best_model_path)
+    model, meta = load_trained(selection.best_model_path)
     exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
                             base_size=meta["base_size"])
-    val_f1 = best_callback.best_model_score if best_callback.best_model_score is not None else meta["val_f1"]
+    logged = cli.trainer.callback_metrics
+    if selection.monitor == "val/f1" and selection.best_model_score is not None:
+        val_f1 = float(selection.best_model_score)
+    else:  # the last epoch is the selected one (check_selection): its val F1 is the last one logged
+        val_f1 = float(logged["val/f1"]) if "val/f1" in logged else meta["val_f1"]
     holdout_f1, holdout_file = evaluate_holdout(model, cli.datamodule, run_dir / "holdout.json")
     last_holdout_f1, last_holdout_file = evaluate_holdout(cli.model.net, cli.datamodule, run_dir / "holdout_last.json")
-    logged = cli.trainer.callback_metrics
-    record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(best_callback.best_model_path),
+    record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(selection.best_model_path),
                          config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
                          input_size=meta["input_size"], base_size=meta["base_size"],
                          cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds,
@@ -105,6 +109,16 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
         say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {holdout_f1:.4f} "
             f"(last epoch {last_holdout_f1:.4f})")
     return record
+
+
+def check_selection(callback: Any) -> None:
+    """The stage exports the weights its ``checkpoint`` callback selects, and records their val F1: so the callback
+    either ranks by ``val/f1`` (mode ``max``, the default: the best val epoch) or keeps the last epoch
+    (``monitor: epoch``, mode ``max``; with a cosine schedule the converged weights, not a noisy maximum)."""
+    if (callback.monitor, callback.mode) not in {("val/f1", "max"), ("epoch", "max"), ("step", "max")}:
+        raise ValueError(f"checkpoint.monitor={callback.monitor!r}, checkpoint.mode={callback.mode!r}: a pipeline "
+                         "stage selects either the best val F1 (monitor val/f1, mode max) or the last epoch "
+                         "(monitor epoch, mode max)")
 
 
 def evaluate_holdout(model: torch.nn.Module, datamodule: Any, path: Path) -> tuple[float | None, str | None]:

@@ -115,3 +115,23 @@ def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path, sma
     assert 0.98 * 300_000 <= summary["student_macs"] <= 300_000 and summary["student_rules_ok"]
     assert summary["selected_student"].endswith("student_kd/seed_0/model.pt")
     assert summary["seconds"]["teacher_cache_fill"] > 0  # filled for the larger student, reused after pruning
+
+
+def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root, tmp_path):
+    from distill.checkpoint import read_model_file
+    from distill.stages import run_fit
+
+    settings = {"data": {"root": str(demo_root), "holdout_fraction": 0.2, "image_size": 32},
+                "model": {"init_args": {"teacher": None, "student": "nano"}},
+                "trainer": {"max_epochs": 3, "limit_train_batches": 2, "enable_progress_bar": False},
+                "checkpoint": {"monitor": "epoch", "mode": "max"}}
+    configs = Recipe.find("demo").configs("student")
+    record = run_fit(configs, tmp_path / "last", settings, seed=0)
+    assert read_model_file(record.checkpoint)["epoch"] == 2  # the last of 3 epochs
+    assert record.val_f1 == record.last_val_f1  # the exported weights' val F1, not the epoch it ranked by
+    held, last = (json.loads(open(f).read()) for f in (record.holdout_file, record.last_holdout_file))
+    assert held["preds"] == last["preds"] and record.holdout_f1 == record.last_holdout_f1
+    # a monitor whose score is not the exported weights' val F1 fails before any training
+    with pytest.raises(ValueError, match="checkpoint.monitor='val/loss'"):
+        run_fit(configs, tmp_path / "bad", merge(settings, {"checkpoint": {"monitor": "val/loss", "mode": "min"}}), 0)
+    assert not (tmp_path / "bad" / "checkpoints").exists()
