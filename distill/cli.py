@@ -85,9 +85,10 @@ class ConfigCheck(DistillCLI):
         pass
 
 
-def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> None:
+def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> Any:
     """Raise ``ValueError`` naming the option when ``args`` on top of ``config_files`` is not a valid ``fit``
-    config (unknown key, wrong type, bad choice): the pipeline checks every stage before the first one runs."""
+    config (unknown key, wrong type, bad choice): the pipeline checks every stage before the first one runs.
+    Returns the parsed config (a jsonargparse namespace)."""
     from jsonargparse import ArgumentError
 
     parser_kwargs: dict[str, Any] = {"exit_on_error": False}
@@ -96,8 +97,8 @@ def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> N
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-            ConfigCheck(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0, args=args,
-                        run=False, parser_kwargs=parser_kwargs)
+            return ConfigCheck(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0,
+                               args=args, run=False, parser_kwargs=parser_kwargs).config
     except ArgumentError as err:
         raise ValueError(f"invalid config ({', '.join(str(p) for p in config_files)} + overrides): {err}") from None
 

@@ -82,7 +82,7 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     start = time.time()
     cli = build_cli(args, run=False, config_files=configs)
     selection = cli.config_init["checkpoint"]
-    check_selection(selection)  # before training: a monitor the record cannot report on fails now
+    check_selection(selection.monitor, selection.mode)  # before training (the pipeline checked it before any stage)
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
     seconds = time.time() - start
     model, meta = load_trained(selection.best_model_path)
@@ -111,12 +111,12 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     return record
 
 
-def check_selection(callback: Any) -> None:
-    """The stage exports the weights its ``checkpoint`` callback selects, and records their val F1: so the callback
+def check_selection(monitor: str | None, mode: str) -> None:
+    """A stage exports the weights its ``checkpoint`` callback selects, and records their val F1: so the callback
     either ranks by ``val/f1`` (mode ``max``, the default: the best val epoch) or keeps the last epoch
     (``monitor: epoch``, mode ``max``; with a cosine schedule the converged weights, not a noisy maximum)."""
-    if (callback.monitor, callback.mode) not in {("val/f1", "max"), ("epoch", "max"), ("step", "max")}:
-        raise ValueError(f"checkpoint.monitor={callback.monitor!r}, checkpoint.mode={callback.mode!r}: a pipeline "
+    if (monitor, mode) not in {("val/f1", "max"), ("epoch", "max"), ("step", "max")}:
+        raise ValueError(f"checkpoint.monitor={monitor!r}, checkpoint.mode={mode!r}: a pipeline "
                          "stage selects either the best val F1 (monitor val/f1, mode max) or the last epoch "
                          "(monitor epoch, mode max)")
 
@@ -160,8 +160,9 @@ def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_setti
     """Parse every stage's config (recipe files + overrides) before the first stage runs."""
     from distill.cli import check_config
 
-    check_config(teacher_settings, recipe.configs("teacher"))
-    check_config(student_settings, recipe.configs("student"))
+    for settings, stage in ((teacher_settings, "teacher"), (student_settings, "student")):
+        config = check_config(settings, recipe.configs(stage))
+        check_selection(config.checkpoint.monitor, config.checkpoint.mode)
     prune = recipe.prune()
     if prune is not None:
         for part in ("train", "finetune"):
