@@ -41,7 +41,11 @@ def main() -> None:
     differences = []
     print(f"{'file':40s} {'arm':10s} seed  selected  last   last - selected")
     for path in files:
-        for arm, seed, selected, last in stage_pairs(json.loads(path.read_text())):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"{path}: not a readable result file ({err})") from None
+        for arm, seed, selected, last in stage_pairs(result):
             differences.append(last - selected)
             print(f"{path.name:40s} {arm:10s} {seed:4d}  {selected:.3f}    {last:.3f}  {100 * (last - selected):+.1f}")
     if not differences:
