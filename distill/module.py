@@ -284,7 +284,8 @@ class DistillModule(TrainingModule):
                 if spec.weights is None:
                     warnings.warn("the teacher has no weights (teacher.weights is null): distilling from noise",
                                   stacklevel=2)
-                self.teacher = FrozenTeacher(spec.build(self.hparams.num_classes), spec.precision)
+                self.teacher = FrozenTeacher(spec.build(self.hparams.num_classes), spec.precision,
+                                             spec.flip_average)
             self.teacher.to(self.device)
         return self.teacher
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -28,12 +29,16 @@ class TeacherSpec:
         precision: ``auto`` (bf16 where this machine runs it fast, see ``distill.precision``), ``32``, or
             ``bf16`` (bfloat16 autocast; several times slower than float32 on CPUs without AVX512-BF16/AMX);
             logits are always float32.
+        flip_average: the teacher's logits are the mean of its logits on the image and on its mirror image
+            (a two-view ensemble: twice the teacher's forward passes, in the cache fill or online). The rules
+            bind the submitted student only; the teacher may average what it likes.
     """
 
     name: str = "efficientnet_lite0"
     weights: str | None = None
     input_size: int | None = None
     precision: str = "auto"
+    flip_average: bool = False
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -46,13 +51,25 @@ class TeacherSpec:
         return create_model(self.name, num_classes, weights=self.weights, input_size=self.input_size)
 
 
+def flip_averaged(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``forward`` on a ``B x 3 x H x W`` batch, averaged with ``forward`` on its horizontal mirror: one batch of
+    ``2B`` images, so the teacher's forward runs once per call."""
+
+    def averaged(images: torch.Tensor) -> torch.Tensor:
+        both = forward(torch.cat([images, images.flip(-1)]))
+        return (both[:len(images)] + both[len(images):]) / 2
+
+    return averaged
+
+
 class FrozenTeacher:
     """A teacher model in eval mode with no gradients; call it on a uint8 batch for float32 logits.
 
     Deliberately not an ``nn.Module``: it stays out of the student's module tree, optimiser, DDP wrapper
-    and checkpoints. ``precision="auto"`` is resolved for the device the model is on."""
+    and checkpoints. ``precision="auto"`` is resolved for the device the model is on. ``flip_average``: as
+    ``TeacherSpec``'s."""
 
-    def __init__(self, model: nn.Module, precision: str = "32"):
+    def __init__(self, model: nn.Module, precision: str = "32", flip_average: bool = False):
         if not hasattr(model, "preprocess"):
             raise ValueError("a teacher module needs a .preprocess (distill.models.Preprocess) attribute")
         check_precision(precision)
@@ -60,6 +77,7 @@ class FrozenTeacher:
             p.requires_grad_(False)
         self.model = channels_last(model.eval())
         self.requested_precision = precision
+        self.flip_average = flip_average
 
     @property
     def device(self) -> torch.device:
@@ -80,6 +98,11 @@ class FrozenTeacher:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return flip_averaged(self.forward)(images) if self.flip_average else self.forward(images)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's float32 logits for a uint8 batch, one view each (no flip averaging)."""
         x = model_input(images, self.model.preprocess)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return self.model(x).float()

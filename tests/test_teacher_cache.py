@@ -277,6 +277,43 @@ def test_onnxruntime_fill_matches_eager_float32(demo_root, tmp_path):
         TeacherCache(processes=0)
 
 
+def test_flip_averaged_teacher_fills_the_mean_of_each_view_and_its_mirror(demo_root, tmp_path):
+    pytest.importorskip("onnxruntime")
+    _, ds = train_set(demo_root)
+    plain = make_teacher()
+    head = [m for m in plain.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.normal_(head.weight, std=10.0)  # logits of a usable size (a fresh micro head's are ~1e-5)
+    flipped = FrozenTeacher(plain.model, "32", flip_average=True)
+    assert cache_key(flipped, ds, 2, 0, MixSpec()) != cache_key(plain, ds, 2, 0, MixSpec())
+    eager = filled(flipped, ds, tmp_path / "torch", views=2)
+    record, logits = eager.record(), np.load(eager.logits_file)
+    idx = [(0, 0), (4, 1), (9, 0)]
+    images = torch.stack([render_view(ds, record, i, k) for i, k in idx])
+    with torch.no_grad():
+        by_hand = (plain(images) + plain(images.flip(-1))) / 2
+    cached = torch.stack([torch.from_numpy(logits[i, k]) for i, k in idx])
+    assert torch.allclose(cached, by_hand, atol=1e-5)
+    assert (cached - plain(images)).abs().max() > 100 * 1e-5  # the mirror moved the targets far past that tolerance
+    onnx = ViewCache(flipped, ds, tmp_path / "ort", 2, num_classes=9, student_size=24, backend="onnxruntime")
+    onnx.create()
+    fill_share(onnx, batch_size=16)
+    assert np.allclose(np.load(onnx.logits_file), logits, atol=1e-4)
+
+
+def test_teacher_spec_flip_average_reaches_the_online_teacher(tmp_path):
+    from distill.teacher import TeacherSpec
+
+    torch.manual_seed(0)
+    weights = tmp_path / "t.pt"
+    torch.save(create_model("resnet18", 3, input_size=32).state_dict(), weights)
+    module = DistillModule(num_classes=3, student="nano", input_size=24,
+                           teacher=TeacherSpec("resnet18", str(weights), 32, "32", flip_average=True))
+    teacher = module.build_teacher()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    assert teacher.flip_average
+    assert torch.allclose(teacher(images), (teacher.forward(images) + teacher.forward(images.flip(-1))) / 2)
+
+
 def cache_args(demo_root, teacher_file, cache_dir, *extra):
     return ["--data.root", str(demo_root), "--data.image_size", "40", "--data.batch_size", "8",
             "--model.student", "nano", "--model.input_size", "24", "--model.teacher.name", "resnet18",

@@ -20,6 +20,7 @@ from distill.data import ImageDataset, stack_views
 from distill.preprocess import model_input, resize_uint8
 from distill.runtime import OnnxForward, onnx_session, to_onnx
 from distill.stopping import StopRequested, stop_requests
+from distill.teacher import flip_averaged
 
 ONNX_TOLERANCE = 1e-3  # max |logit difference| from eager float32 accepted for the ONNX Runtime fill
 
@@ -154,7 +155,11 @@ def teacher_forward(cache: ViewCache, onnx_file: str | Path | None = None,
     else:
         session = onnx_session(onnx_file, threads)
     onnx = OnnxForward(session)
-    return lambda images: onnx(model_input(images, cache.teacher.preprocess))
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        return onnx(model_input(images, cache.teacher.preprocess))
+
+    return flip_averaged(forward) if cache.teacher.flip_average else forward
 
 
 def export_teacher(cache: ViewCache, folder: str | Path) -> Path:

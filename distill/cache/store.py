@@ -40,7 +40,9 @@ def cache_key(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: i
         "teacher": _fingerprint(teacher), "precision": teacher.precision, "backend": backend,
         "size": dataset.size, "keep_aspect": dataset.keep_aspect,
         "augment": definition(dataset.augment),  # what the preset does, not its name
-        "views": views, "seed": seed, "mix": asdict(mix), "format": FORMAT_VERSION})
+        "views": views, "seed": seed, "mix": asdict(mix), "format": FORMAT_VERSION,
+        # named only when on, so caches filled before the option existed keep their key
+        **({"flip_average": True} if teacher.flip_average else {})})
 
 
 def job_share(total: int, rank: int, world_size: int) -> tuple[int, int]:
