@@ -5,7 +5,7 @@ never receives), and flip-averaged (``teacher.flip_average``).
     python benchmarks/teacher_views.py runs/trashnet/teacher                    # a pipeline's teacher stage
     python benchmarks/teacher_views.py runs/trashnet/teacher --sizes 64 96 --flip
 
-It reads the stage's ``stage.json`` (its config and exported checkpoint) and runs on the CPU in a minute or two.
+It reads the stage's ``stage.json`` (its config and exported model file) and runs on the CPU in a minute or two.
 """
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ import torch
 from common import machine
 
 
-def macro_f1(teacher, loader, num_classes: int, size: int | None) -> float:
+def teacher_f1(teacher, loader, num_classes: int, size: int | None) -> float:
     """Macro F1 of ``teacher`` on ``loader``'s images, each first shrunk to ``size`` and scaled back (None: as is)."""
-    from torchmetrics.functional.classification import multiclass_f1_score
-
+    from distill.evaluation import macro_f1
     from distill.preprocess import resize_uint8
 
     predictions, labels = [], []
@@ -30,7 +29,7 @@ def macro_f1(teacher, loader, num_classes: int, size: int | None) -> float:
             images = resize_uint8(resize_uint8(images, size), images.shape[-1])
         predictions.append(teacher(images).argmax(1))
         labels.append(batch["label"])
-    return float(multiclass_f1_score(torch.cat(predictions), torch.cat(labels), num_classes, average="macro"))
+    return macro_f1(torch.cat(labels).numpy(), torch.cat(predictions).numpy(), num_classes)
 
 
 def main() -> None:
@@ -43,13 +42,15 @@ def main() -> None:
     if not record_file.is_file():
         parser.error(f"{record_file}: no such file (pass a pipeline's teacher stage folder)")
     record = json.loads(record_file.read_text())
+    if "config" not in record or "model_file" not in record:
+        parser.error(f"{record_file}: not a stage record (no 'config' / 'model_file')")
 
+    from distill.checkpoint import load_trained
     from distill.cli import build_cli
     from distill.teacher import FrozenTeacher
 
-    cli = build_cli(["--config", record["config"]], run=False)
-    module, data = cli.model, cli.datamodule
-    module.load_state_dict(torch.load(record["checkpoint"], map_location="cpu", weights_only=False)["state_dict"])
+    model, _ = load_trained(record["model_file"])  # names the file when it is missing or damaged
+    data = build_cli(["--config", record["config"]], run=False).datamodule
     data.setup("fit")
     data.setup("test")
     loaders = {"val": data.val_dataloader()}
@@ -61,8 +62,8 @@ def main() -> None:
     print(f"teacher {record['config']} (input {record.get('input_size')} px); machine: {machine('32')}")
     print(f"{'images':<22}" + "".join(f"{name:>12}" for name in loaders))
     for label, size, flip in settings:
-        teacher = FrozenTeacher(module.net, "32", flip_average=flip)
-        scores = [macro_f1(teacher, loader, data.num_classes, size) for loader in loaders.values()]
+        teacher = FrozenTeacher(model, "32", flip_average=flip)
+        scores = [teacher_f1(teacher, loader, data.num_classes, size) for loader in loaders.values()]
         print(f"{label:<22}" + "".join(f"{score:>12.4f}" for score in scores), flush=True)
 
 
