@@ -109,7 +109,8 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     model = create_model(meta["model"], meta["num_classes"], input_size=meta.get("input_size"))
     model.load_state_dict(state)
     if meta.get("mean") and meta.get("std") and meta.get("input_size"):
-        model.preprocess = Preprocess(int(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]))
+        model.preprocess = Preprocess(int(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]),
+                                      model.preprocess.detail_size)
     meta["input_size"] = model.preprocess.input_size
     meta["base_size"] = meta.get("base_size") or meta["input_size"]
     return model.eval(), meta

@@ -57,6 +57,9 @@ class TrainingModule(L.LightningModule):
         net: student preset name, student spec dict, a named model (``efficientnet_lite0`` or a torchvision
             classifier), or an ``nn.Module`` with a ``.preprocess``.
         input_size, width: override the network's input size / a student's width multiplier.
+        detail_size: a named model only: train and evaluate it on images shrunk to this size first, then resized
+            to its input size (``distill.models.Preprocess``): a teacher that learns from what a student of that
+            size sees. The distillation stage's ``teacher.detail_size`` must match.
         weights: initial weights: ``DEFAULT`` (ImageNet) for a named model, or a file.
         label_loss: the supervised loss (``Focal`` by default, ``CrossEntropy`` for a fine-tune).
         optimizer: ``adamw`` or ``sgd``; lr, weight_decay; schedule: ``cosine`` (with ``warmup_epochs``),
@@ -68,7 +71,7 @@ class TrainingModule(L.LightningModule):
     net_option = "net"  # the argument's name in error messages
 
     def __init__(self, num_classes: int, net: str | dict | nn.Module = "tiny", input_size: int | None = None,
-                 width: float | None = None, weights: str | None = None,
+                 width: float | None = None, weights: str | None = None, detail_size: int | None = None,
                  label_loss: LabelLoss = DEFAULT_LABEL_LOSS, optimizer: Optimizer = "adamw", lr: float = 3e-3,
                  weight_decay: float = 5e-4, schedule: Schedule = "cosine", warmup_epochs: int = 1,
                  mixup: float = 0.0, class_counts: list[int] | None = None, class_names: list[str] | None = None):
@@ -82,7 +85,7 @@ class TrainingModule(L.LightningModule):
             self.net, self.model_def = net, None
         else:
             try:
-                self.model_def = model_definition(net, input_size, width)
+                self.model_def = model_definition(net, input_size, width, detail_size)
             except ValueError as err:
                 raise ValueError(f"{self.net_option}: {err}") from None
             self.net = create_model(self.model_def, num_classes, weights=weights)

@@ -9,7 +9,9 @@ predict, the report card and export. Written down for deployment on the robot:
    this result. Training augments it here, at the base size.
 3. ``model_input``: resize ``S x S`` to the model's input size with antialiased bilinear interpolation
    (``torch.nn.functional.interpolate``), scale to 0..1, subtract the model's mean and divide by its std
-   (``model.preprocess``), channels-last layout.
+   (``model.preprocess``), channels-last layout. A model whose ``preprocess.detail_size`` is set (a teacher
+   shown only a student's detail) gets the image shrunk to that size first, as ``resize_uint8`` makes the
+   student's view, then resized to its input size.
 
 ``preprocess_files`` runs all three for a list of files.
 """
@@ -98,7 +100,8 @@ def unit_float(images: torch.Tensor) -> torch.Tensor:
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 ``B x 3 x S x S`` -> uint8 at ``size`` with the antialiased bilinear resize of ``model_input``,
     computed by torch's uint8 kernel (fixed point, channels-last: ~5x faster than through float here,
-    ``benchmarks/fill_parts.py``; its pixels are within one grey level of the float resize rounded)."""
+    ``benchmarks/fill_parts.py``; its pixels are within one grey level of the float resize rounded). A float batch
+    is resized the same way, in float."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     x = images.contiguous(memory_format=torch.channels_last)
@@ -108,8 +111,11 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 def model_input(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     """uint8 (or 0..1 float) ``B x 3 x S x S`` -> float input for a model: resized to its size, normalised,
     channels-last. At the model's size a uint8 batch takes the layout change on its bytes, then one
-    multiply-add ``x * 1/(255 std) - mean/std`` (five full-size float passes before)."""
-    size = preprocess.input_size
+    multiply-add ``x * 1/(255 std) - mean/std`` (five full-size float passes before). ``preprocess.detail_size``:
+    the batch is shrunk to it first (when larger)."""
+    size, detail = preprocess.input_size, preprocess.detail_size
+    if detail is not None and (images.shape[-1] > detail or images.shape[-2] > detail):
+        images = resize_uint8(images, detail)
     mean = torch.tensor(preprocess.mean, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std, device=images.device).view(1, 3, 1, 1)
     if images.shape[-1] == size and images.shape[-2] == size:

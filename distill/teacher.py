@@ -32,6 +32,9 @@ class TeacherSpec:
         flip_average: the teacher's logits are the mean of its logits on the image and on its mirror image
             (a two-view ensemble: twice the teacher's forward passes, in the cache fill or online). The rules
             bind the submitted student only; the teacher may average what it likes.
+        detail_size: show the teacher only the detail of a view this size (each view shrunk to it, as the
+            student's view is made, then resized to ``input_size``): the teacher's targets then rest on what the
+            student can see. Use it with a teacher fine-tuned the same way (the fine-tune's ``detail_size``).
     """
 
     name: str = "efficientnet_lite0"
@@ -39,16 +42,20 @@ class TeacherSpec:
     input_size: int | None = None
     precision: str = "auto"
     flip_average: bool = False
+    detail_size: int | None = None
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if self.detail_size is not None and self.detail_size < 8:
+            raise ValueError(f"teacher.detail_size={self.detail_size} is too small (>= 8, or null for none)")
         try:
             lookup(self.name, "pretrained")
         except UnknownModelError as err:
             raise UnknownModelError(f"teacher.name={self.name!r}: {err}") from None
 
     def build(self, num_classes: int) -> nn.Module:
-        return create_model(self.name, num_classes, weights=self.weights, input_size=self.input_size)
+        return create_model(self.name, num_classes, weights=self.weights, input_size=self.input_size,
+                            detail_size=self.detail_size)
 
 
 def flip_averaged(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -38,11 +38,14 @@ def kind(model: ModelDef) -> str:
     return "named"
 
 
-def model_definition(model: ModelDef, input_size: int | None = None, width: float | None = None) -> dict[str, Any]:
+def model_definition(model: ModelDef, input_size: int | None = None, width: float | None = None,
+                     detail_size: int | None = None) -> dict[str, Any]:
     """Plain-data definition of ``model`` with the overrides applied: a full student spec dict,
-    ``{"name", "input_size"}`` for a named model, ``{"backbone", "blocks", "input_size"}``, or
-    ``{"pruned": <definition>, "shapes": ...}``."""
+    ``{"name", "input_size"}`` for a named model (``"detail_size"`` too when set: ``Preprocess``),
+    ``{"backbone", "blocks", "input_size"}``, or ``{"pruned": <definition>, "shapes": ...}``."""
     what = kind(model)
+    if detail_size is not None and what != "named":
+        raise ValueError(f"detail_size applies to named (teacher) models, not to {model!r}")
     if what == "student":
         return student_spec(model, input_size, width).to_dict()
     if width is not None:
@@ -54,20 +57,22 @@ def model_definition(model: ModelDef, input_size: int | None = None, width: floa
             target["input_size"] = int(input_size)
         return definition
     name = lookup(model["name"] if isinstance(model, dict) else model).name
-    size = input_size if input_size is not None else (model.get("input_size") if isinstance(model, dict) else None)
-    return {"name": name, "input_size": size}
+    given = model if isinstance(model, dict) else {}
+    size = input_size if input_size is not None else given.get("input_size")
+    detail = detail_size if detail_size is not None else given.get("detail_size")
+    return {"name": name, "input_size": size, **({"detail_size": int(detail)} if detail is not None else {})}
 
 
 def create_model(model: ModelDef, num_classes: int, weights: str | None = None, input_size: int | None = None,
-                 width: float | None = None) -> nn.Module:
-    """Build a model with a ``.preprocess`` (input size, mean, std).
+                 width: float | None = None, detail_size: int | None = None) -> nn.Module:
+    """Build a model with a ``.preprocess`` (input size, mean, std; ``detail_size`` for a named model).
 
     ``weights``: for a named model or a backbone a torchvision weights name (``DEFAULT`` ...) or a file of
     the full model; for a student or a pruned model a file or None (students start from random weights).
     The classifier layer may differ in shape."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    definition = model_definition(model, input_size, width)
+    definition = model_definition(model, input_size, width, detail_size)
     what = kind(definition)
     if what == "pruned":  # weights: a file of the pruned network (what distill prune writes)
         net = restore_shapes(create_model(definition["pruned"], num_classes), definition["shapes"])
@@ -79,8 +84,8 @@ def create_model(model: ModelDef, num_classes: int, weights: str | None = None, 
                                 definition.get("input_size"), weights)
     if what == "named":
         net = named_model(definition["name"], num_classes, weights)
-        if definition["input_size"] is not None:
-            net.preprocess = Preprocess(int(definition["input_size"]), net.preprocess.mean, net.preprocess.std)
+        size = definition["input_size"] if definition["input_size"] is not None else net.preprocess.input_size
+        net.preprocess = Preprocess(int(size), net.preprocess.mean, net.preprocess.std, definition.get("detail_size"))
         return net
     net = Student(StudentSpec.from_dict(definition), num_classes)
     if weights is not None:
