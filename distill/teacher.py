@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
 from distill.models import UnknownModelError, create_model
+from distill.models.pretrained import is_weights_file
 from distill.models.registry import lookup
 from distill.precision import resolve
 from distill.preprocess import channels_last, model_input
@@ -54,8 +56,27 @@ class TeacherSpec:
             raise UnknownModelError(f"teacher.name={self.name!r}: {err}") from None
 
     def build(self, num_classes: int) -> nn.Module:
+        if self.weights is not None:
+            recorded = recorded_detail_size(self.weights)
+            if recorded != self.detail_size:
+                raise ValueError(f"teacher.weights={self.weights} was fine-tuned with detail_size={recorded} but "
+                                 f"teacher.detail_size={self.detail_size}: set teacher.detail_size: "
+                                 f"{'null' if recorded is None else recorded} (the teacher is shown what it learnt from)")
         return create_model(self.name, num_classes, weights=self.weights, input_size=self.input_size,
                             detail_size=self.detail_size)
+
+
+def recorded_detail_size(weights: str) -> int | None:
+    """The ``detail_size`` a weights file of this library records for its model (a pipeline ``model.pt`` or a
+    Lightning ``.ckpt``); None for a plain state dict, a torchvision weights name, or none recorded."""
+    if not is_weights_file(weights) or not Path(weights).is_file():
+        return None  # a missing or damaged file is named by the loading that follows
+    try:
+        data = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    definition = data.get("model", data.get("model_def")) if isinstance(data, dict) else None
+    return definition.get("detail_size") if isinstance(definition, dict) else None
 
 
 def flip_averaged(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

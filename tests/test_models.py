@@ -220,3 +220,26 @@ def test_a_hidden_layer_after_pooling_is_counted_once_per_image_and_obeys_the_ru
     assert check_rules(hidden, 32) == [] and hidden(torch.randn(2, 3, 32, 32)).shape == (2, 5)
     with pytest.raises(ValueError, match="hidden"):
         create_model({**spec, "hidden": -1}, 5)
+
+
+def test_detail_size_shows_a_named_model_only_a_small_views_detail(tmp_path):
+    from distill.models import Preprocess
+
+    from distill.checkpoint import load_trained, save_trained
+    from distill.preprocess import model_input, resize_uint8
+
+    net = create_model("resnet18", 3, input_size=32, detail_size=16)
+    assert net.preprocess.detail_size == 16 and net.preprocess.input_size == 32
+    plain = Preprocess(32, net.preprocess.mean, net.preprocess.std)
+    images = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8)
+    # what it is given = the 16-px view (made as a student's view is) resized to its input size
+    assert torch.equal(model_input(images, net.preprocess), model_input(resize_uint8(images, 16), plain))
+    assert not torch.allclose(model_input(images, net.preprocess), model_input(images, plain), atol=0.05)
+    path = save_trained(tmp_path / "t.pt", net, model_definition("resnet18", 32, detail_size=16), 3, base_size=48)
+    assert load_trained(path)[0].preprocess == net.preprocess  # kept in the model file
+    # a model without it keeps the repr that teacher-cache keys were hashed from
+    assert repr(plain) == f"Preprocess(input_size=32, mean={plain.mean!r}, std={plain.std!r})"
+    with pytest.raises(ValueError, match="detail_size applies to named"):
+        create_model("nano", 3, detail_size=16)
+    with pytest.raises(ValueError, match="detail_size=4"):
+        Preprocess(32, detail_size=4)

@@ -1,4 +1,6 @@
+import copy
 import json
+from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -372,3 +374,50 @@ def test_mixup_with_the_cache_fails_when_the_config_is_parsed(demo_root, tmp_pat
     with pytest.raises(ValueError, match="model.mixup mixes images the cached teacher never saw"):
         trainer.fit(module, WasteDataModule(str(demo_root), image_size=48, batch_size=16))
     assert not (tmp_path / "api").exists()
+
+
+def test_a_teacher_with_detail_size_fills_its_logits_on_the_students_view(demo_root, tmp_path):
+    _, ds = train_set(demo_root)
+    torch.manual_seed(0)
+    net = create_model("resnet18", 9, weights=None, input_size=40)
+    head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.normal_(head.weight, std=10.0)
+    plain = FrozenTeacher(net, "32")
+    detailed = FrozenTeacher(copy.deepcopy(net), "32")
+    detailed.model.preprocess = replace(net.preprocess, detail_size=24)
+    assert cache_key(detailed, ds, 2, 0, MixSpec()) != cache_key(plain, ds, 2, 0, MixSpec())
+    cache = filled(detailed, ds, tmp_path, views=2, size=24)
+    record, logits, views = cache.record(), np.load(cache.logits_file), np.load(cache.views_file)
+    idx = [(0, 0), (4, 1), (9, 0)]
+    student_views = torch.stack([torch.from_numpy(views[i, k]).permute(2, 0, 1) for i, k in idx])
+    by_hand = plain(student_views)  # the plain teacher on the student's own 24-px view
+    cached = torch.stack([torch.from_numpy(logits[i, k]) for i, k in idx])
+    assert torch.allclose(cached, by_hand, atol=1e-4)
+    full = plain(torch.stack([render_view(ds, record, i, k) for i, k in idx]))
+    assert (cached - full).abs().max() > 1e-2  # the full-detail view would have given other targets
+
+
+def test_teacher_spec_detail_size_must_match_the_fine_tune(tmp_path):
+    from distill.models import model_definition
+
+    from distill.checkpoint import save_trained
+    from distill.teacher import TeacherSpec
+
+    torch.manual_seed(0)
+    definition = model_definition("resnet18", 32, detail_size=16)
+    weights = save_trained(tmp_path / "t.pt", create_model(definition, 3), definition, 3, base_size=48)
+    with pytest.raises(ValueError, match=r"detail_size=16 but teacher.detail_size=None"):
+        TeacherSpec("resnet18", str(weights), 32, "32").build(3)
+    module = DistillModule(num_classes=3, student="nano", input_size=24,
+                           teacher=TeacherSpec("resnet18", str(weights), 32, "32", detail_size=16))
+    assert module.build_teacher().preprocess.detail_size == 16
+    # the fine-tune itself: Classifier(detail_size=...) trains and evaluates on the shrunk images
+    from distill.module import Classifier
+    from distill.preprocess import resize_uint8
+
+    fine_tune = Classifier(num_classes=3, net="resnet18", input_size=32, detail_size=16)
+    assert fine_tune.model_def["detail_size"] == 16
+    images = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8)
+    fine_tune.eval()
+    with torch.no_grad():
+        assert torch.allclose(fine_tune(images), fine_tune(resize_uint8(images, 16)), atol=1e-5)
