@@ -86,7 +86,15 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     from distill.checkpoint import atomic_write_text, load_trained
     from distill.competition import competition_score, describe
     from distill.precision import machine_info, resolve
-    from distill.stages import check_stages, compare_on_holdout, run_cache, run_fit, run_predict, student_stage
+    from distill.stages import (
+        check_stages,
+        compare_on_holdout,
+        compare_on_unseen,
+        run_cache,
+        run_fit,
+        run_predict,
+        student_stage,
+    )
 
     data_root = data_root or recipe.data_root()
     data = {"data": {"root": data_root}}
@@ -136,6 +144,8 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "student_kd_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in kd],
         "student_ce_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in ce],
         "kd_minus_ce_last_holdout": compare_on_holdout(kd, ce, last=True),
+        # the last epochs on val + held-out images together (neither chose those weights): half the variance
+        "kd_minus_ce_last_unseen": compare_on_unseen(kd, ce),
         "student_kd_last_val_f1_per_seed": [r.last_val_f1 for r in kd],
         "student_ce_last_val_f1_per_seed": [r.last_val_f1 for r in ce],
         "student_kd_train_f1_per_seed": [r.train_f1 for r in kd],
@@ -177,7 +187,9 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     if summary["student_ce_holdout_f1"] is not None:
         print(f"held-out, no teacher      : {summary['student_ce_holdout_f1']:.4f} per seed "
               f"{_rounded(summary['student_ce_holdout_f1_per_seed'])}")
-    for key, label in (("kd_minus_ce_holdout", "KD - no teacher, held-out "), ("kd_minus_ce_last_holdout", "  the same, last epochs   ")):
+    for key, label in (("kd_minus_ce_holdout", "KD - no teacher, held-out "),
+                       ("kd_minus_ce_last_holdout", "  the same, last epochs   "),
+                       ("kd_minus_ce_last_unseen", "  last epochs, val+held-out")):
         comparison = summary.get(key)
         if comparison is not None:
             print(f"{label}: {100 * comparison['difference']:+.1f} points (mean of "

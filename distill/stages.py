@@ -43,6 +43,9 @@ class StageRecord:
     # maximum over a small validation set (on TrashNet it moved a seed's held-out F1 by -2.3 to +0.9 points)
     last_holdout_f1: float | None = None
     last_holdout_file: str | None = None
+    # the last epoch's weights on the validation split, per image (val_last.json): the val split watched those
+    # weights but did not choose them, so with the held-out split it makes a twice larger set of unseen images
+    last_val_file: str | None = None
     precision: str | None = None  # the trainer's precision, as resolved (e.g. 32-true)
 
     def save(self, path: Path) -> None:
@@ -55,6 +58,8 @@ class StageRecord:
 
 def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: int) -> StageRecord:
     """One ``fit`` of the CLI into ``run_dir`` (reused if finished, resumed if interrupted)."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
     from distill.cli import build_cli
 
     record_path = run_dir / "stage.json"
@@ -93,14 +98,19 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
         val_f1 = float(selection.best_model_score)
     else:  # the last epoch is the selected one (check_selection): its val F1 is the last one logged
         val_f1 = float(logged["val/f1"]) if "val/f1" in logged else meta["val_f1"]
-    holdout_f1, holdout_file = evaluate_holdout(model, cli.datamodule, run_dir / "holdout.json")
-    last_holdout_f1, last_holdout_file = evaluate_holdout(cli.model.net, cli.datamodule, run_dir / "holdout_last.json")
+    holdout_f1, holdout_file = evaluate_split(model, cli.datamodule, "holdout", run_dir / "holdout.json")
+    last_holdout_f1, last_holdout_file = evaluate_split(cli.model.net, cli.datamodule, "holdout",
+                                                        run_dir / "holdout_last.json")
+    stopped_on_val = any(isinstance(c, EarlyStopping) for c in cli.trainer.callbacks)  # then val chose the last
+    _, last_val_file = (None, None) if stopped_on_val else evaluate_split(cli.model.net, cli.datamodule, "val",
+                                                                           run_dir / "val_last.json")
     record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(selection.best_model_path),
                          config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
                          input_size=meta["input_size"], base_size=meta["base_size"],
                          cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds,
                          holdout_f1=holdout_f1, holdout_file=holdout_file,
                          last_holdout_f1=last_holdout_f1, last_holdout_file=last_holdout_file,
+                         last_val_file=last_val_file,
                          train_f1=float(logged["train/f1"]) if "train/f1" in logged else None,
                          last_val_f1=float(logged["val/f1"]) if "val/f1" in logged else None,
                          precision=str(cli.trainer.precision))
@@ -121,15 +131,18 @@ def check_selection(monitor: str | None, mode: str) -> None:
                          "(monitor epoch, mode max)")
 
 
-def evaluate_holdout(model: torch.nn.Module, datamodule: Any, path: Path) -> tuple[float | None, str | None]:
-    """Macro F1 of ``model`` on the data module's held-out split, with its per-image predictions written to
-    ``path``; ``(None, None)`` when the recipe holds out nothing."""
+def evaluate_split(model: torch.nn.Module, datamodule: Any, split: str, path: Path) -> tuple[float | None, str | None]:
+    """Macro F1 of ``model`` on the data module's ``holdout`` or ``val`` split, with its per-image predictions
+    written to ``path``; ``(None, None)`` when the recipe holds out nothing (or has no val split)."""
     from distill.evaluation import macro_f1, predict_labels
 
-    if not getattr(datamodule, "holdout_samples", None):
+    if split == "holdout":
+        if not getattr(datamodule, "holdout_samples", None):
+            return None, None
+        datamodule.setup("test")
+    elif getattr(datamodule, "val_set", None) is None:
         return None, None
-    datamodule.setup("test")
-    dataset = datamodule.holdout_set
+    dataset = getattr(datamodule, f"{split}_set")
     labels = [s.label for s in dataset.samples]
     preds = predict_labels(model, dataset)
     f1 = macro_f1(np.array(labels), preds, datamodule.num_classes)
@@ -154,6 +167,30 @@ def compare_on_holdout(kd: list[StageRecord], ce: list[StageRecord], last: bool 
     comparison = paired_bootstrap(np.array(runs[0]["labels"]), [np.array(r["preds"]) for r in runs[: len(kd)]],
                                   [np.array(r["preds"]) for r in runs[len(kd):]], len(runs[0]["class_names"]))
     return {**asdict(comparison), "images": len(runs[0]["labels"])}
+
+
+def compare_on_unseen(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str, Any] | None:
+    """KD minus no teacher, last epochs' weights, on the validation and held-out images together: neither split
+    chose those weights, and twice the images narrow the interval. Also each run's F1 on them."""
+    from distill.evaluation import macro_f1, paired_bootstrap
+
+    runs = kd + ce
+    if not kd or not ce or any(r.last_val_file is None or r.last_holdout_file is None for r in runs):
+        return None
+    joined = []
+    for r in runs:
+        val, held = (json.loads(Path(f).read_text()) for f in (r.last_val_file, r.last_holdout_file))
+        joined.append({"paths": val["paths"] + held["paths"], "labels": val["labels"] + held["labels"],
+                       "preds": val["preds"] + held["preds"], "classes": len(val["class_names"])})
+    if any(j["paths"] != joined[0]["paths"] for j in joined):
+        raise ValueError("the KD and no-teacher stages validated or held out different images: compare only runs "
+                         "of one recipe")
+    labels, classes = np.array(joined[0]["labels"]), joined[0]["classes"]
+    preds = [np.array(j["preds"]) for j in joined]
+    comparison = paired_bootstrap(labels, preds[: len(kd)], preds[len(kd):], classes)
+    return {**asdict(comparison), "images": len(labels),
+            "kd_f1_per_seed": [macro_f1(labels, p, classes) for p in preds[: len(kd)]],
+            "ce_f1_per_seed": [macro_f1(labels, p, classes) for p in preds[len(kd):]]}
 
 
 def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_settings: dict[str, Any]) -> None:

@@ -1,9 +1,11 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import yaml
 
+from distill.evaluation import macro_f1
 from distill.pipeline import run_pipeline
 from distill.recipe import Recipe, merge, parse_setting, split_settings
 
@@ -36,6 +38,16 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert summary["kd_minus_ce_last_holdout"]["difference"] == pytest.approx(last[0]["f1"] - last[1]["f1"])
     records = {stage: json.loads((out / stage / "stage.json").read_text())
                for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")}
+    # the same weights on the val split (it watched them, chose nothing): val + held-out make one unseen set
+    val_last = [json.loads((out / stage / "val_last.json").read_text()) for stage in ("student_kd/seed_0", "student_ce/seed_0")]
+    assert val_last[0]["f1"] == pytest.approx(records["student_kd/seed_0"]["last_val_f1"], abs=1e-6)  # as logged
+    assert not set(val_last[0]["paths"]) & set(held[0]["paths"])
+    unseen = summary["kd_minus_ce_last_unseen"]
+    assert unseen["images"] == len(val_last[0]["paths"]) + len(held[0]["paths"])
+    joined = [macro_f1(np.array(v["labels"] + h["labels"]), np.array(v["preds"] + h["preds"]), 9)
+              for v, h in zip(val_last, last)]
+    assert unseen["kd_f1_per_seed"] == [joined[0]] and unseen["ce_f1_per_seed"] == [joined[1]]
+    assert unseen["difference"] == pytest.approx(joined[0] - joined[1])
     assert summary["teacher_f1"] == records["teacher"]["val_f1"]
     assert summary["student_kd_f1_per_seed"] == [records["student_kd/seed_0"]["val_f1"]]
     assert summary["student_ce_f1"] == records["student_ce/seed_0"]["val_f1"] and summary["student_rules_ok"]
