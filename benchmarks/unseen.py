@@ -66,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     a, b = arm_predictions(args.a), arm_predictions(args.b)
     classes = len(a[0]["val"]["class_names"])
-    print(f"A = {args.a} ({len(a)} seeds), B = {args.b} ({len(b)} seeds); last-epoch weights, macro F1")
+    print(f"A = {args.a} ({len(a)} seed(s)), B = {args.b} ({len(b)} seed(s)); last-epoch weights, macro F1")
     for parts, name in ((("val", "held"), "val + held-out"), (("held",), "held-out"), (("val",), "val")):
         data = [joined(run, parts) for run in a + b]
         if any(d[0] != data[0][0] for d in data):
