@@ -7,7 +7,10 @@ interval reflects how much the difference depends on which images happened to be
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,3 +76,44 @@ def paired_bootstrap(labels: np.ndarray, preds_a: list[np.ndarray], preds_b: lis
     per_seed = [macro_f1(labels, a, num_classes) - macro_f1(labels, b, num_classes) for a, b in zip(preds_a, preds_b)]
     return PairedComparison(difference, float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail)),
                             per_seed, level, resamples)
+
+
+@dataclass(frozen=True)
+class ScoredImages:
+    """One run's per-image predictions on one or more splits (the JSON files ``distill.stages.evaluate_split``
+    writes), joined in the order given."""
+
+    paths: list[str]
+    labels: np.ndarray
+    preds: np.ndarray
+    num_classes: int
+
+    @classmethod
+    def read(cls, *files: str | Path) -> "ScoredImages":
+        parts = [json.loads(Path(f).read_text()) for f in files]
+        if not parts:
+            raise ValueError("ScoredImages.read needs at least one predictions file")
+        return cls([p for part in parts for p in part["paths"]],
+                   np.array([y for part in parts for y in part["labels"]], dtype=np.int64),
+                   np.array([y for part in parts for y in part["preds"]], dtype=np.int64),
+                   len(parts[0]["class_names"]))
+
+    @property
+    def f1(self) -> float:
+        return macro_f1(self.labels, self.preds, self.num_classes)
+
+
+def compare_scored(runs_a: list[ScoredImages], runs_b: list[ScoredImages], what: str = "images",
+                   name_a: str = "a", name_b: str = "b") -> dict[str, Any]:
+    """Recipe A minus recipe B over runs scored on the same images: ``paired_bootstrap``'s fields, the number of
+    images and each run's macro F1 (``{name_a}_f1_per_seed``, ``{name_b}_f1_per_seed``). ``what`` names the
+    images in the error raised when the runs were scored on different ones."""
+    if not runs_a or not runs_b:
+        raise ValueError("compare_scored needs at least one run of each recipe")
+    if any(r.paths != runs_a[0].paths for r in runs_a + runs_b):
+        raise ValueError(f"the runs were scored on different {what}: compare only runs of one recipe and data split")
+    first = runs_a[0]
+    comparison = paired_bootstrap(first.labels, [r.preds for r in runs_a], [r.preds for r in runs_b],
+                                  first.num_classes)
+    return {**asdict(comparison), "images": len(first.labels),
+            f"{name_a}_f1_per_seed": [r.f1 for r in runs_a], f"{name_b}_f1_per_seed": [r.f1 for r in runs_b]}

@@ -154,43 +154,27 @@ def evaluate_split(model: torch.nn.Module, datamodule: Any, split: str, path: Pa
 
 
 def compare_on_holdout(kd: list[StageRecord], ce: list[StageRecord], last: bool = False) -> dict[str, Any] | None:
-    """KD minus no teacher on the held-out split: 3-seed means and a paired bootstrap interval over images, of
+    """KD minus no teacher on the held-out split: seed means and a paired bootstrap interval over images, of
     the selected checkpoints (or with ``last``, of the last epochs' weights)."""
-    from distill.evaluation import paired_bootstrap
+    from distill.evaluation import ScoredImages, compare_scored
 
     files = [r.last_holdout_file if last else r.holdout_file for r in kd + ce]
     if not kd or not ce or any(f is None for f in files):
         return None
-    runs = [json.loads(Path(f).read_text()) for f in files]
-    if any(run["paths"] != runs[0]["paths"] for run in runs):
-        raise ValueError("the KD and no-teacher stages held out different images: compare only runs of one recipe")
-    comparison = paired_bootstrap(np.array(runs[0]["labels"]), [np.array(r["preds"]) for r in runs[: len(kd)]],
-                                  [np.array(r["preds"]) for r in runs[len(kd):]], len(runs[0]["class_names"]))
-    return {**asdict(comparison), "images": len(runs[0]["labels"])}
+    runs = [ScoredImages.read(f) for f in files]
+    return compare_scored(runs[: len(kd)], runs[len(kd):], "held-out images", "kd", "ce")
 
 
 def compare_on_unseen(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str, Any] | None:
     """KD minus no teacher, last epochs' weights, on the validation and held-out images together: neither split
     chose those weights, and twice the images narrow the interval. Also each run's F1 on them."""
-    from distill.evaluation import macro_f1, paired_bootstrap
+    from distill.evaluation import ScoredImages, compare_scored
 
     runs = kd + ce
     if not kd or not ce or any(r.last_val_file is None or r.last_holdout_file is None for r in runs):
         return None
-    joined = []
-    for r in runs:
-        val, held = (json.loads(Path(f).read_text()) for f in (r.last_val_file, r.last_holdout_file))
-        joined.append({"paths": val["paths"] + held["paths"], "labels": val["labels"] + held["labels"],
-                       "preds": val["preds"] + held["preds"], "classes": len(val["class_names"])})
-    if any(j["paths"] != joined[0]["paths"] for j in joined):
-        raise ValueError("the KD and no-teacher stages validated or held out different images: compare only runs "
-                         "of one recipe")
-    labels, classes = np.array(joined[0]["labels"]), joined[0]["classes"]
-    preds = [np.array(j["preds"]) for j in joined]
-    comparison = paired_bootstrap(labels, preds[: len(kd)], preds[len(kd):], classes)
-    return {**asdict(comparison), "images": len(labels),
-            "kd_f1_per_seed": [macro_f1(labels, p, classes) for p in preds[: len(kd)]],
-            "ce_f1_per_seed": [macro_f1(labels, p, classes) for p in preds[len(kd):]]}
+    scored = [ScoredImages.read(r.last_val_file, r.last_holdout_file) for r in runs]  # type: ignore[arg-type]
+    return compare_scored(scored[: len(kd)], scored[len(kd):], "val and held-out images", "kd", "ce")
 
 
 def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_settings: dict[str, Any]) -> None:

@@ -1,10 +1,13 @@
-"""The held-out verdict: the paired bootstrap over images, checked against its definition computed by hand."""
+"""The held-out verdict: the paired bootstrap over images, checked against its definition computed by hand, and
+the comparison of runs from their per-image prediction files."""
+import json
+
 import numpy as np
 import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_f1_score
 
-from distill.evaluation import macro_f1, paired_bootstrap
+from distill.evaluation import ScoredImages, compare_scored, macro_f1, paired_bootstrap
 
 
 def by_hand(labels, runs_a, runs_b, classes, resamples, seed=0):
@@ -34,3 +37,28 @@ def test_paired_bootstrap_is_its_definition():
                                              for a, b in zip(runs_a, runs_b)])
     with pytest.raises(ValueError, match="not the same images"):
         paired_bootstrap(labels, [labels[:10]], runs_b, 5)
+
+
+def write_predictions(path, paths, labels, preds):
+    path.write_text(json.dumps({"f1": 0.0, "class_names": ["a", "b", "c"], "paths": paths, "labels": labels,
+                                "preds": preds}))
+    return path
+
+
+def test_runs_are_compared_on_their_joined_prediction_files(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 40)
+    preds = [np.where(rng.random(40) < accuracy, labels, rng.integers(0, 3, 40)) for accuracy in (0.9, 0.6)]
+    names = [f"val/x/{i}.jpg" for i in range(20)] + [f"train/x/{i}.jpg" for i in range(20)]
+    runs = []
+    for k, p in enumerate(preds):  # each run: a val file and a held-out file, joined in that order
+        val = write_predictions(tmp_path / f"val{k}.json", names[:20], labels[:20].tolist(), p[:20].tolist())
+        held = write_predictions(tmp_path / f"held{k}.json", names[20:], labels[20:].tolist(), p[20:].tolist())
+        runs.append(ScoredImages.read(val, held))
+    assert runs[0].paths == names and runs[0].f1 == pytest.approx(macro_f1(labels, preds[0], 3))
+    result = compare_scored(runs[:1], runs[1:], name_a="kd", name_b="ce")
+    assert result["images"] == 40 and result["kd_f1_per_seed"] == [runs[0].f1]
+    assert result["difference"] == pytest.approx(macro_f1(labels, preds[0], 3) - macro_f1(labels, preds[1], 3))
+    other = write_predictions(tmp_path / "other.json", names[::-1], labels.tolist(), preds[1].tolist())
+    with pytest.raises(ValueError, match="different held-out images"):
+        compare_scored(runs[:1], [ScoredImages.read(other)], "held-out images")
