@@ -7,16 +7,20 @@ from torch import nn
 
 from distill.complexity import count_macs
 
-# preset -> (input size, fvcore MACs at 9 classes), as ``distill complexity --all`` prints them
+# preset -> (input size, fvcore MACs at 9 classes) of the deployed (folded) form, as ``distill complexity --all``
+# prints them
 PRESET_MACS = {"nano": (64, 325_728), "micro": (64, 539_264), "tiny": (64, 911_744), "tiny_hidden": (64, 980_736),
-               "tiny96": (96, 911_744),
+               "tiny96": (96, 911_744), "tiny_rep": (64, 911_744),
                "small": (80, 2_086_128), "base": (112, 5_512_464)}
 
 
 @pytest.mark.parametrize("name", list_models("student"))
 def test_preset_macs_are_exact(name):
+    from distill.models import reparameterize
+
     model = create_model(name, num_classes=9)
-    assert (model.preprocess.input_size, count_macs(model, model.preprocess.input_size).total) == PRESET_MACS[name]
+    deployed = reparameterize(model)
+    assert (model.preprocess.input_size, count_macs(deployed, model.preprocess.input_size).total) == PRESET_MACS[name]
     out = model(torch.randn(2, 3, model.preprocess.input_size, model.preprocess.input_size))
     assert out.shape == (2, 9)
 
@@ -243,3 +247,15 @@ def test_detail_size_shows_a_named_model_only_a_small_views_detail(tmp_path):
         create_model("nano", 3, detail_size=16)
     with pytest.raises(ValueError, match="detail_size=4"):
         Preprocess(32, detail_size=4)
+
+
+def test_complexity_describes_a_branched_student_as_deployed():
+    """``distill complexity`` (``describe``) of ``tiny_rep`` counts the folded student: tiny's size and verdict,
+    not the training form's extra branches."""
+    from distill.competition import describe
+    from distill.complexity import count_params
+
+    branched, plain = create_model("tiny_rep", 6), create_model("tiny", 6)
+    assert count_params(branched) > count_params(plain)
+    assert describe(branched, 64) == describe(plain, 64)
+    assert describe(plain, 64)["macs_fvcore"] == 911_360

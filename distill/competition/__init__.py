@@ -21,7 +21,11 @@ __all__ = ["F1_BASE", "MACS_BASE", "COMPETITION_IGNORED", "competition_score", "
 
 
 def describe(model: nn.Module, input_size: int) -> dict[str, Any]:
-    """Params, both MAC counts and the rules verdict of ``model`` at ``input_size``."""
+    """Params, both MAC counts and the rules verdict of ``model`` at ``input_size``, in its deployed form (a student
+    trained with ``rep`` branches folded: ``distill.models.reparameterize``)."""
+    from distill.models import reparameterize
+
+    model = reparameterize(model)
     fv = count_macs(model, input_size)
     return {
         "input_size": input_size,
