@@ -13,7 +13,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import duration, say
-from distill.models import reparameterize
 
 
 class StudentComplexity(Callback):
@@ -29,7 +28,7 @@ class StudentComplexity(Callback):
 
     def measure(self, pl_module: L.LightningModule) -> dict[str, Any]:
         if not self.info:
-            net = reparameterize(pl_module.net)  # what is deployed: a student with rep branches folded
+            net = pl_module.net  # described as deployed (rep branches folded by describe)
             self.info = describe(net, net.preprocess.input_size)
         return self.info
 

@@ -90,9 +90,17 @@ class ScoredImages:
 
     @classmethod
     def read(cls, *files: str | Path) -> "ScoredImages":
-        parts = [json.loads(Path(f).read_text()) for f in files]
-        if not parts:
+        if not files:
             raise ValueError("ScoredImages.read needs at least one predictions file")
+        parts = []
+        for f in files:
+            try:
+                part = json.loads(Path(f).read_text())
+                part = {key: part[key] for key in ("paths", "labels", "preds", "class_names")}
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(f"{f} is not a predictions file of distill.stages.evaluate_split "
+                                 f"({type(err).__name__}: {err}); delete it and rerun the stage or benchmark") from err
+            parts.append(part)
         return cls([p for part in parts for p in part["paths"]],
                    np.array([y for part in parts for y in part["labels"]], dtype=np.int64),
                    np.array([y for part in parts for y in part["preds"]], dtype=np.int64),

@@ -62,3 +62,7 @@ def test_runs_are_compared_on_their_joined_prediction_files(tmp_path):
     other = write_predictions(tmp_path / "other.json", names[::-1], labels.tolist(), preds[1].tolist())
     with pytest.raises(ValueError, match="different held-out images"):
         compare_scored(runs[:1], [ScoredImages.read(other)], "held-out images")
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps({"f1": 0.5}))
+    with pytest.raises(ValueError, match="damaged.json is not a predictions file"):
+        ScoredImages.read(damaged)
