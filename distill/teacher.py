@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from distill.models import UnknownModelError, create_model
+from distill.models.common import check_detail_size
 from distill.models.pretrained import is_weights_file
 from distill.models.registry import lookup
 from distill.precision import resolve
@@ -48,8 +49,7 @@ class TeacherSpec:
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
-        if self.detail_size is not None and self.detail_size < 8:
-            raise ValueError(f"teacher.detail_size={self.detail_size} is too small (>= 8, or null for none)")
+        check_detail_size(self.detail_size, "teacher.detail_size")  # named now, before any model is built
         try:
             lookup(self.name, "pretrained")
         except UnknownModelError as err:
@@ -72,7 +72,7 @@ def recorded_detail_size(weights: str) -> int | None:
     if not is_weights_file(weights) or not Path(weights).is_file():
         return None  # a missing or damaged file is named by the loading that follows
     try:
-        data = torch.load(weights, map_location="cpu", weights_only=True)
+        data = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)  # the tensors stay on disk
     except Exception:
         return None
     definition = data.get("model", data.get("model_def")) if isinstance(data, dict) else None

@@ -5,6 +5,13 @@ from dataclasses import dataclass
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_DETAIL_SIZE = 8
+
+
+def check_detail_size(detail_size: int | None, option: str = "detail_size") -> None:
+    """The one rule for ``detail_size`` (``Preprocess``'s and the teacher option's): None or >= 8 pixels."""
+    if detail_size is not None and detail_size < MIN_DETAIL_SIZE:
+        raise ValueError(f"{option}={detail_size} is too small (>= {MIN_DETAIL_SIZE}, or null for no shrinking)")
 
 
 @dataclass(frozen=True, repr=False)
@@ -21,8 +28,7 @@ class Preprocess:
     detail_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.detail_size is not None and self.detail_size < 8:
-            raise ValueError(f"detail_size={self.detail_size} is too small (>= 8, or null for no shrinking)")
+        check_detail_size(self.detail_size)
 
     def __repr__(self) -> str:  # detail_size only when set: teacher-cache keys hash this text
         detail = f", detail_size={self.detail_size!r}" if self.detail_size is not None else ""
