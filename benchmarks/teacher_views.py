@@ -44,6 +44,10 @@ def main() -> None:
     record = json.loads(record_file.read_text())
     if "config" not in record or "model_file" not in record:
         parser.error(f"{record_file}: not a stage record (no 'config' / 'model_file')")
+    missing = [record[key] for key in ("config", "model_file") if not Path(record[key]).is_file()]
+    if missing:  # the pipeline records paths as it was given them: relative ones to the folder it ran in
+        parser.error(f"{record_file} names {missing}, not found from {Path.cwd()}: run this from the folder the "
+                     "pipeline ran in (the config's data root is relative to it too)")
 
     from distill.checkpoint import load_trained
     from distill.cli import build_cli

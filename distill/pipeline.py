@@ -120,6 +120,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
           for s in seeds] if baseline else []
 
     best = max(kd, key=lambda r: r.val_f1)  # one model, selected on the validation split
+    estimate_f1 = best.holdout_f1 if best.holdout_f1 is not None else best.val_f1
     student, meta = load_trained(best.model_file)
     info = describe(student, meta["input_size"])
     predict_dir = predict_dir or Path(data_root) / "test" / "NoLabel"
@@ -154,8 +155,12 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "student_macs": info["macs_fvcore"], "student_macs_competition": info["macs_competition"],
         "student_params": info["params"], "student_input_size": meta["input_size"],
         "student_rules_ok": not info["rule_violations"],
-        "score_estimate": competition_score(best.val_f1, info["macs_fvcore"]),
-        "selected_student": best.model_file, "submission": str(submission) if submission else None,
+        # val chose the submitted seed, so its val F1 is the best of len(seeds): the held-out F1 (no stage chose on
+        # it) estimates the score when there is a held-out split
+        "score_estimate": competition_score(estimate_f1, info["macs_fvcore"]),
+        "score_estimate_from": "held-out" if best.holdout_f1 is not None else "val",
+        "selected_student": best.model_file, "selected_seed": best.seed, "selected_val_f1": best.val_f1,
+        "selected_holdout_f1": best.holdout_f1, "submission": str(submission) if submission else None,
         "seconds": {"teacher": teacher.seconds,
                     "teacher_cache": cache.seconds if cache else 0.0,  # the stage: decoding, key, fill
                     "teacher_cache_fill": (cache.fill_seconds if cache else 0.0) + sum(r.cache_fill_seconds for r in kd),
@@ -198,7 +203,9 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"student MACs              : {summary['student_macs']:,} (fvcore), "
           f"{summary['student_macs_competition']:,} (competition counter) at {summary['student_input_size']} px")
     print(f"rules                     : {'ok' if summary['student_rules_ok'] else 'VIOLATED (see report.json)'}")
-    print(f"score estimate (val F1)   : {summary['score_estimate']:.4f}  (lower is better)")
+    print(f"score estimate            : {summary['score_estimate']:.4f}  (lower is better; from the submitted student's "
+          f"{summary['score_estimate_from']} F1; seed {summary['selected_seed']}, chosen on val F1 "
+          f"{summary['selected_val_f1']:.4f})")
     seconds = summary["seconds"]
     print(f"stage seconds             : teacher {seconds['teacher']:.0f}, teacher-output cache "
           f"{seconds['teacher_cache']:.0f} (fill {seconds['teacher_cache_fill']:.0f}), "

@@ -29,6 +29,10 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
             for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")]
     assert held[0]["paths"] == held[1]["paths"] == held[2]["paths"] and len(held[0]["paths"]) > 0
     assert summary["student_kd_holdout_f1_per_seed"] == [held[1]["f1"]]
+    # the score is estimated from the submitted student's held-out F1 (val chose the seed; held-out chose nothing)
+    from distill.competition import competition_score
+    assert summary["score_estimate_from"] == "held-out" and summary["selected_holdout_f1"] == held[1]["f1"]
+    assert summary["score_estimate"] == pytest.approx(competition_score(held[1]["f1"], summary["student_macs"]))
     comparison = summary["kd_minus_ce_holdout"]
     assert comparison["images"] == len(held[0]["paths"]) and comparison["low"] <= comparison["difference"] <= comparison["high"]
     # and the last epoch's weights, no checkpoint selection: their own predictions on the same images
