@@ -15,9 +15,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill.console import say
+
+if TYPE_CHECKING:
+    from distill.cache import ViewCache
 
 
 @dataclass
@@ -29,6 +32,10 @@ class CacheRecord:
     images: int
     seconds: float  # wall time of this stage (0 fill when the cache was complete already)
     fill_seconds: float
+    # macro F1 of the teacher's argmax over every cached view against the image's label (None for mixed views):
+    # what the student's targets are worth on the views it trains on; beside its own training-view F1 it says
+    # whether the student under-fits its teacher or the teacher's targets limit it
+    teacher_view_f1: float | None = None
 
     def save(self, path: Path) -> None:
         from distill.checkpoint import atomic_write_text
@@ -53,12 +60,28 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
     if not fill_seconds and path.is_file():  # reused: the fill's time is the one recorded when it ran
         before = json.loads(path.read_text())
         fill_seconds = before["fill_seconds"] if before.get("stem") == str(cache.stem) else 0.0
+    view_f1 = teacher_view_f1(cache, datamodule.num_classes)
     record = CacheRecord(stem=str(cache.stem), views=cache.views, images=cache.n, seconds=time.time() - start,
-                         fill_seconds=fill_seconds)
+                         fill_seconds=fill_seconds, teacher_view_f1=view_f1)
     record.save(path)
     say(f"[cache] {cache.n} images x {cache.views} views in {cache.stem.parent} "
-        + (f"filled in {callback.fill_seconds:.0f} s" if callback.fill_seconds else "(complete already: reused)"))
+        + (f"filled in {callback.fill_seconds:.0f} s" if callback.fill_seconds else "(complete already: reused)")
+        + (f"; the teacher's macro F1 on these views {view_f1:.4f}" if view_f1 is not None else ""))
     return record
+
+
+def teacher_view_f1(cache: "ViewCache", num_classes: int) -> float | None:
+    """Macro F1 of the teacher's cached logits (argmax) on every view against its image's label; None when views
+    are mixed (a mixed view has two labels)."""
+    import numpy as np
+
+    from distill.evaluation import macro_f1
+
+    if cache.mix.mode != "none":
+        return None
+    logits = np.load(cache.logits_file, mmap_mode="r")  # N x views x classes
+    labels = np.array([sample.label for sample in cache.source.samples])
+    return macro_f1(np.repeat(labels, cache.views), np.asarray(logits).argmax(-1).reshape(-1), num_classes)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -149,6 +149,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "kd_minus_ce_last_unseen": compare_on_unseen(kd, ce),
         "student_kd_last_val_f1_per_seed": [r.last_val_f1 for r in kd],
         "student_ce_last_val_f1_per_seed": [r.last_val_f1 for r in ce],
+        "teacher_view_f1": cache.teacher_view_f1 if cache else None,  # on the cached views the students train on
         "student_kd_train_f1_per_seed": [r.train_f1 for r in kd],
         "student_ce_train_f1_per_seed": [r.train_f1 for r in ce],
         "seeds": seeds,
@@ -200,6 +201,9 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
             print(f"{label}: {100 * comparison['difference']:+.1f} points (mean of "
                   f"{len(summary['seeds'])} seed(s); {100 * comparison['level']:.0f}% paired bootstrap interval "
                   f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f} over {comparison['images']} images)")
+    if summary.get("teacher_view_f1") is not None:
+        print(f"F1 on the training views  : teacher {summary['teacher_view_f1']:.4f} (cached), student (KD) per seed "
+              f"{_rounded(summary['student_kd_train_f1_per_seed'])}")
     print(f"student MACs              : {summary['student_macs']:,} (fvcore), "
           f"{summary['student_macs_competition']:,} (competition counter) at {summary['student_input_size']} px")
     print(f"rules                     : {'ok' if summary['student_rules_ok'] else 'VIOLATED (see report.json)'}")

@@ -342,6 +342,13 @@ def test_distill_cache_fills_what_a_fit_then_reads(demo_root, tmp_path, capsys):
     callback = cli.config_init["fit"]["teacher_cache"]
     assert callback.fill_seconds == 0 and str(callback.cache.stem) == record["stem"]
     assert isinstance(cli.datamodule.train_set, CachedViews) and cli.model.teacher is None
+    # the teacher's macro F1 on its cached views, against each view's label as the fit reads them
+    from distill.evaluation import macro_f1
+
+    views = cli.datamodule.train_set
+    labels = [int(views.labels[i]) for i in range(len(views)) for _ in range(2)]
+    preds = [int(np.argmax(views.logits[i, k])) for i in range(len(views)) for k in range(2)]
+    assert record["teacher_view_f1"] == pytest.approx(macro_f1(np.array(labels), np.array(preds), 9))
     again = fill_cache(args)  # reused: the recorded fill time is kept
     assert again.fill_seconds == record["fill_seconds"] and again.stem == record["stem"]
     # only the student-size views missing: they are rendered again, and the time reported is that, not the
