@@ -91,6 +91,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         compare_on_holdout,
         compare_on_unseen,
         run_cache,
+        run_ensemble_eval,
         run_fit,
         run_predict,
         student_stage,
@@ -103,18 +104,27 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     # the teacher holds out exactly the images the students hold out (never trained on by any stage)
     student_data = merge(recipe.data(), student_settings["data"])
     holdout = {k: student_data[k] for k in HOLDOUT_KEYS if k in student_data}
-    teacher_settings = merge(merge(data, teacher_overrides), {"data": holdout})
+    # one fine-tune per teacher of the recipe (its own overrides, then --set, then the held-out images)
+    teacher_settings = [merge(merge(merge(data, member), teacher_overrides), {"data": holdout})
+                        for member in recipe.teachers()]
+    teacher_dirs = [out / ("teacher" if i == 0 else f"teacher_{i + 1}") for i in range(len(teacher_settings))]
     with_teacher = merge(student_settings, {
-        "model": {"init_args": {"teacher": {"weights": str(out / "teacher" / "model.pt")}}},
+        "model": {"init_args": {"teacher": {"weights": teacher_weights([d / "model.pt" for d in teacher_dirs])}}},
         "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
     check_stages(recipe, teacher_settings, with_teacher)  # a typo fails now, not after the teacher's fine-tune
     t0 = time.time()
-    teacher = run_fit(recipe.configs("teacher"), out / "teacher", teacher_settings, seeds[0])
+    teachers = [run_fit(recipe.configs("teacher"), folder, settings, seeds[0])
+                for folder, settings in zip(teacher_dirs, teacher_settings)]
+    teacher = teachers[0]
     if teacher_only:
-        return {"teacher_f1": teacher.val_f1, "seconds": {"teacher": teacher.seconds}}
-    with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {"weights": teacher.model_file}}}})
+        return {"teacher_f1": teacher.val_f1, "teacher_members_f1": [t.val_f1 for t in teachers],
+                "seconds": {"teacher": sum(t.seconds for t in teachers)}}
+    with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
+        "weights": teacher_weights([t.model_file for t in teachers])}}}})
     without_teacher = merge(student_settings, {"model": {"init_args": {"teacher": None}}})
     cache = run_cache(recipe.configs("student"), with_teacher, seeds[0])  # its own stage, before any student
+    if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
+        teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)
     kd = [student_stage(recipe, out, with_teacher, s) for s in seeds]
     ce = [run_fit(recipe.configs("student"), out / "student_ce" / f"seed_{s}", without_teacher, s)
           for s in seeds] if baseline else []
@@ -131,7 +141,9 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     else:
         say(f"[pipeline] no prediction folder {predict_dir}: skipping the submission")
     summary = {
-        "teacher_f1": teacher.val_f1,
+        "teacher_f1": teacher.val_f1,  # the students' teacher: with several, their ensemble
+        "teacher_members_f1": [t.val_f1 for t in teachers],
+        "teacher_members_holdout_f1": [t.holdout_f1 for t in teachers],
         "student_kd_f1": _mean([r.val_f1 for r in kd]),
         "student_ce_f1": _mean([r.val_f1 for r in ce]),
         "student_kd_f1_per_seed": [r.val_f1 for r in kd],
@@ -162,7 +174,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "score_estimate_from": "held-out" if best.holdout_f1 is not None else "val",
         "selected_student": best.model_file, "selected_seed": best.seed, "selected_val_f1": best.val_f1,
         "selected_holdout_f1": best.holdout_f1, "submission": str(submission) if submission else None,
-        "seconds": {"teacher": teacher.seconds,
+        "seconds": {"teacher": sum(t.seconds for t in teachers),
                     "teacher_cache": cache.seconds if cache else 0.0,  # the stage: decoding, key, fill
                     "teacher_cache_fill": (cache.fill_seconds if cache else 0.0) + sum(r.cache_fill_seconds for r in kd),
                     "student_kd": [r.seconds for r in kd],
@@ -181,9 +193,16 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     return summary
 
 
+def teacher_weights(files: list[Path | str]) -> str | list[str]:
+    """``teacher.weights`` for the teacher fine-tunes' files: one file, or a list (an ensemble)."""
+    return str(files[0]) if len(files) == 1 else [str(f) for f in files]
+
+
 def print_summary(summary: dict[str, Any], out: Path) -> None:
     print("\n==== distill pipeline report ====")
-    print(f"teacher val macro F1      : {summary['teacher_f1']:.4f}")
+    members = summary.get("teacher_members_f1") or []
+    print(f"teacher val macro F1      : {summary['teacher_f1']:.4f}"
+          + (f" (ensemble of {len(members)}; each {_rounded(members)})" if len(members) > 1 else ""))
     print(f"student (KD) val macro F1 : {summary['student_kd_f1']:.4f}  per seed {summary['student_kd_f1_per_seed']}")
     if summary["student_ce_f1"] is not None:
         print(f"student (no teacher) F1   : {summary['student_ce_f1']:.4f}  per seed {summary['student_ce_f1_per_seed']}")

@@ -42,6 +42,9 @@ class Recipe:
                                     f"(shipped: {names})")
         meta_file = folder / "recipe.yaml"
         meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
+        unknown = set(meta) - {"extends", "teachers"}
+        if unknown:
+            raise ValueError(f"{meta_file}: unknown keys {sorted(unknown)} (extends, teachers)")
         parent = cls.find(meta["extends"]) if meta.get("extends") else None
         if parent is None:
             for stage in STAGES:
@@ -68,6 +71,20 @@ class Recipe:
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)} (macs, tolerance, train, finetune)")
         return settings
+
+    def teachers(self) -> list[dict[str, Any]]:
+        """The teacher fine-tunes, one per entry of ``recipe.yaml``'s ``teachers`` (overrides of ``teacher.yaml``,
+        e.g. ``{data: {augment: strong}}``); with two or more, the students learn from the mean of their logits
+        (``distill.teacher.MeanLogits``). Default: one, ``teacher.yaml`` as it is."""
+        meta_file = self.folder / "recipe.yaml"
+        meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
+        if "teachers" not in meta:
+            return self.parent.teachers() if self.parent else [{}]
+        teachers = meta["teachers"]
+        if not isinstance(teachers, list) or not teachers or not all(isinstance(t, dict) for t in teachers):
+            raise ValueError(f"{meta_file}: teachers must be a non-empty list of overrides of teacher.yaml "
+                             "(use {} for teacher.yaml as it is), got " + repr(teachers))
+        return teachers
 
     def data(self, stage: str = "student") -> dict[str, Any]:
         """The ``data`` settings of ``stage``'s config files, composed."""

@@ -177,11 +177,12 @@ def compare_on_unseen(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str,
     return compare_scored(scored[: len(kd)], scored[len(kd):], "val and held-out images", "kd", "ce")
 
 
-def check_stages(recipe: Recipe, teacher_settings: dict[str, Any], student_settings: dict[str, Any]) -> None:
-    """Parse every stage's config (recipe files + overrides) before the first stage runs."""
+def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student_settings: dict[str, Any]) -> None:
+    """Parse every stage's config (recipe files + overrides; one teacher fine-tune per entry of
+    ``teacher_settings``) before the first stage runs."""
     from distill.cli import check_config
 
-    for settings, stage in ((teacher_settings, "teacher"), (student_settings, "student")):
+    for settings, stage in [(t, "teacher") for t in teacher_settings] + [(student_settings, "student")]:
         config = check_config(settings, recipe.configs(stage))
         check_selection(config.checkpoint.monitor, config.checkpoint.mode)
     prune = recipe.prune()
@@ -197,6 +198,38 @@ def run_cache(configs: list[Path], settings: dict[str, Any], seed: int):
 
     say("[pipeline] teacher-output cache")
     return fill_cache(merge(settings, {"seed_everything": seed, "trainer": {"logger": False}}), configs)
+
+
+def run_ensemble_eval(configs: list[Path], settings: dict[str, Any], run_dir: Path,
+                      members: list[StageRecord]) -> StageRecord:
+    """A teacher ensemble (``settings``' ``teacher.weights``: a list) scored on the val and held-out splits as
+    each member's stage was (reused when ``run_dir/stage.json`` exists): a record with the ensemble's F1s, the
+    members' summed fine-tune time and the first member's files."""
+    from distill.cli import build_cli
+
+    record_path = run_dir / "stage.json"
+    if record_path.exists():
+        record = StageRecord.load(record_path)
+        say(f"[pipeline] reusing the teacher ensemble's scores {run_dir} (val macro F1 {record.val_f1:.4f})")
+        return record
+    cli = build_cli(merge(settings, {"trainer": {"logger": False}}), run=False, config_files=configs)
+    teacher = cli.model.build_teacher()
+    datamodule = cli.datamodule
+    datamodule.setup("fit")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():  # on the images the students get (their base size), through the teacher's preprocess
+        val_f1, _ = evaluate_split(teacher.model, datamodule, "val", run_dir / "val.json")
+        holdout_f1, holdout_file = evaluate_split(teacher.model, datamodule, "holdout", run_dir / "holdout.json")
+    if val_f1 is None:
+        raise ValueError("a teacher ensemble is scored on the students' validation split, and they have none")
+    record = replace(members[0], val_f1=val_f1, seconds=sum(m.seconds for m in members), holdout_f1=holdout_f1,
+                     holdout_file=holdout_file, last_holdout_f1=holdout_f1, last_holdout_file=holdout_file,
+                     train_f1=None, last_val_f1=val_f1)
+    record.save(record_path)
+    say(f"[pipeline] teacher ensemble of {len(members)}: val macro F1 {record.val_f1:.4f}"
+        + (f", held-out {holdout_f1:.4f}" if holdout_f1 is not None else "")
+        + f" (members {[round(m.val_f1, 4) for m in members]})")
+    return record
 
 
 def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02) -> dict[str, Any]:

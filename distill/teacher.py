@@ -27,7 +27,9 @@ def check_precision(precision: str, option: str = "teacher.precision") -> None:
 class TeacherSpec:
     """Args:
         name: ``efficientnet_lite0`` or a torchvision classifier name.
-        weights: the fine-tuned teacher's weights file (``model.pt`` of the pipeline, or a ``.ckpt``).
+        weights: the fine-tuned teacher's weights file (``model.pt`` of the pipeline, or a ``.ckpt``); a list of
+            files makes an ensemble: one model of ``name`` per file, its logits the mean of theirs (``MeanLogits``;
+            one forward each, in the cache fill or online). The rules bind the submitted student only.
         input_size: its input size (default: the model's own).
         precision: ``auto`` (bf16 where this machine runs it fast, see ``distill.precision``), ``32``, or
             ``bf16`` (bfloat16 autocast; several times slower than float32 on CPUs without AVX512-BF16/AMX);
@@ -41,7 +43,7 @@ class TeacherSpec:
     """
 
     name: str = "efficientnet_lite0"
-    weights: str | None = None
+    weights: str | list[str] | None = None
     input_size: int | None = None
     precision: str = "auto"
     flip_average: bool = False
@@ -56,14 +58,39 @@ class TeacherSpec:
             raise UnknownModelError(f"teacher.name={self.name!r}: {err}") from None
 
     def build(self, num_classes: int) -> nn.Module:
-        if self.weights is not None:
-            recorded = recorded_detail_size(self.weights)
+        if not isinstance(self.weights, list):
+            return self._member(num_classes, self.weights)
+        if not self.weights:
+            raise ValueError("teacher.weights=[]: give a weights file, or a list of them for an ensemble")
+        members = [self._member(num_classes, weights) for weights in self.weights]
+        return members[0] if len(members) == 1 else MeanLogits(members)
+
+    def _member(self, num_classes: int, weights: str | None) -> nn.Module:
+        if weights is not None:
+            recorded = recorded_detail_size(weights)
             if recorded != self.detail_size:
-                raise ValueError(f"teacher.weights={self.weights} was fine-tuned with detail_size={recorded} but "
+                raise ValueError(f"teacher.weights={weights} was fine-tuned with detail_size={recorded} but "
                                  f"teacher.detail_size={self.detail_size}: set teacher.detail_size: "
                                  f"{'null' if recorded is None else recorded} (the teacher is shown what it learnt from)")
-        return create_model(self.name, num_classes, weights=self.weights, input_size=self.input_size,
+        return create_model(self.name, num_classes, weights=weights, input_size=self.input_size,
                             detail_size=self.detail_size)
+
+
+class MeanLogits(nn.Module):
+    """A teacher ensemble: the mean of its members' logits. The members share one input (their ``preprocess``:
+    size and normalisation), so each view is prepared once and every member sees the same pixels."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        prepared = {repr(getattr(m, "preprocess", None)) for m in members}
+        if len(prepared) > 1:
+            raise ValueError(f"teacher ensemble: its members prepare their input differently ({sorted(prepared)}); "
+                             "give them one input_size and detail_size")
+        self.members = nn.ModuleList(members)
+        self.preprocess = members[0].preprocess
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(0)
 
 
 def recorded_detail_size(weights: str) -> int | None:

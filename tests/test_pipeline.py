@@ -111,6 +111,13 @@ def test_recipe_extending_another_and_prune_settings(tmp_path):
     (folder / "prune.yaml").write_text("macs: lots\n")
     with pytest.raises(ValueError, match="macs"):
         recipe.prune()
+    assert recipe.teachers() == [{}]  # one teacher, teacher.yaml as it is (demo's)
+    (folder / "recipe.yaml").write_text("extends: demo\nteachers: {data: {augment: strong}}\n")
+    with pytest.raises(ValueError, match="recipe.yaml: teachers must be a non-empty list"):
+        Recipe.find(folder).teachers()
+    (folder / "recipe.yaml").write_text("extends: demo\nteacher: [{}]\n")
+    with pytest.raises(ValueError, match=r"recipe.yaml: unknown keys \['teacher'\]"):
+        Recipe.find(folder)
 
 
 def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path, small_teacher):
@@ -158,3 +165,29 @@ def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root,
     with pytest.raises(ValueError, match="checkpoint.monitor='val/loss'"):
         check_stages(Recipe.find("demo"), teacher, merge(settings, {"checkpoint": {"monitor": "val/loss", "mode": "min"}}))
     check_stages(Recipe.find("demo"), teacher, settings)
+
+
+def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
+    """``teachers`` in recipe.yaml: one fine-tune each (its own overrides), the students learn from their
+    ensemble, which is scored on the val and held-out images like every stage."""
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / "recipe.yaml").write_text("extends: demo\nteachers: [{}, {data: {augment: strong}}]\n")
+    fast = {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False},
+            "teacher_cache": {"views": 2, "backend": "torch"}, "data": {"holdout_fraction": 0.2},
+            "teacher": {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False}}}
+    out = tmp_path / "out"
+    summary = run_pipeline(Recipe.find(folder), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                           settings=merge(fast, small_teacher))
+    configs = {stage: yaml.safe_load(open(json.loads((out / stage / "stage.json").read_text())["config"]))
+               for stage in ("teacher", "teacher_2", "student_kd/seed_0")}
+    assert configs["teacher"]["data"]["augment"] == "light" and configs["teacher_2"]["data"]["augment"] == "strong"
+    assert configs["teacher_2"]["trainer"]["max_epochs"] == 1  # --set teacher.* reaches every member
+    members = [json.loads((out / stage / "stage.json").read_text()) for stage in ("teacher", "teacher_2")]
+    assert configs["student_kd/seed_0"]["model"]["init_args"]["teacher"]["weights"] == [m["model_file"] for m in members]
+    ensemble = json.loads((out / "teacher_ensemble" / "stage.json").read_text())
+    assert summary["teacher_f1"] == ensemble["val_f1"] and summary["teacher_holdout_f1"] == ensemble["holdout_f1"]
+    assert summary["teacher_members_f1"] == [m["val_f1"] for m in members]
+    held = [json.loads((out / stage / "holdout.json").read_text()) for stage in ("teacher", "teacher_ensemble")]
+    assert held[0]["paths"] == held[1]["paths"] and ensemble["holdout_f1"] == held[1]["f1"]
+    assert held[1]["f1"] == pytest.approx(macro_f1(np.array(held[1]["labels"]), np.array(held[1]["preds"]), 9))

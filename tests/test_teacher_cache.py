@@ -430,3 +430,50 @@ def test_teacher_spec_detail_size_must_match_the_fine_tune(tmp_path):
     fine_tune.eval()
     with torch.no_grad():
         assert torch.allclose(fine_tune(images), fine_tune(resize_uint8(images, 16)), atol=1e-5)
+
+
+def test_a_teacher_ensemble_fills_and_teaches_the_mean_of_its_members_logits(demo_root, tmp_path):
+    """``teacher.weights`` as a list: one model per file, its logits the mean of theirs, online and in the cache
+    (eager and ONNX Runtime), with a cache of its own."""
+    from distill.teacher import MeanLogits, TeacherSpec
+
+    files = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model("resnet18", 9, input_size=32)
+        head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        torch.nn.init.normal_(head.weight, std=0.5)  # logits of a usable size (about 5), different per member
+        files.append(tmp_path / f"t{seed}.pt")
+        torch.save(model.state_dict(), files[-1])
+    module = DistillModule(num_classes=9, student="nano", input_size=24,
+                           teacher=TeacherSpec("resnet18", [str(f) for f in files], 32, "32"))
+    ensemble = module.build_teacher()
+    members = [FrozenTeacher(TeacherSpec("resnet18", str(f), 32, "32").build(9)) for f in files]
+    assert isinstance(ensemble.model, MeanLogits) and len(ensemble.model.members) == 2
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    one, two = members[0](images), members[1](images)
+    assert torch.allclose(ensemble(images), (one + two) / 2, atol=1e-5) and (one - two).abs().max() > 1e-2
+    assert TeacherSpec("resnet18", [str(files[0])], 32, "32").build(9).__class__ is not MeanLogits  # one file: itself
+
+    _, ds = train_set(demo_root)
+    assert cache_key(ensemble, ds, 2, 0, MixSpec()) != cache_key(members[0], ds, 2, 0, MixSpec())
+    eager = filled(ensemble, ds, tmp_path / "torch", views=2)
+    record, logits = eager.record(), np.load(eager.logits_file)
+    idx = [(0, 0), (4, 1), (9, 0)]
+    views = torch.stack([render_view(ds, record, i, k) for i, k in idx])
+    cached = torch.stack([torch.from_numpy(logits[i, k]) for i, k in idx])
+    assert torch.allclose(cached, (members[0](views) + members[1](views)) / 2, atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    onnx = ViewCache(ensemble, ds, tmp_path / "ort", 2, num_classes=9, student_size=24, backend="onnxruntime")
+    onnx.create()
+    fill_share(onnx, batch_size=16)
+    assert np.allclose(np.load(onnx.logits_file), logits, atol=1e-4)
+
+
+def test_a_teacher_ensemble_needs_members_that_share_one_input(tmp_path):
+    from distill.teacher import MeanLogits, TeacherSpec
+
+    with pytest.raises(ValueError, match="input_size"):
+        MeanLogits([create_model("micro", 9, input_size=40), create_model("micro", 9, input_size=32)])
+    with pytest.raises(ValueError, match=r"teacher.weights=\[\]"):
+        TeacherSpec("resnet18", [], 32, "32").build(9)
