@@ -161,7 +161,7 @@ def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root,
     # and the pipeline rejects it before its first stage (the teacher's fine-tune)
     from distill.stages import check_stages
 
-    teacher = {"data": {"root": str(demo_root)}}
+    teacher = [{"data": {"root": str(demo_root)}}]  # one settings dict per teacher fine-tune
     with pytest.raises(ValueError, match="checkpoint.monitor='val/loss'"):
         check_stages(Recipe.find("demo"), teacher, merge(settings, {"checkpoint": {"monitor": "val/loss", "mode": "min"}}))
     check_stages(Recipe.find("demo"), teacher, settings)
