@@ -40,11 +40,7 @@ class Recipe:
             names = sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
             raise FileNotFoundError(f"recipe {name_or_path!r}: no such folder, and no shipped recipe of that name "
                                     f"(shipped: {names})")
-        meta_file = folder / "recipe.yaml"
-        meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
-        unknown = set(meta) - {"extends", "teachers"}
-        if unknown:
-            raise ValueError(f"{meta_file}: unknown keys {sorted(unknown)} (extends, teachers)")
+        meta = read_meta(folder)
         parent = cls.find(meta["extends"]) if meta.get("extends") else None
         if parent is None:
             for stage in STAGES:
@@ -76,13 +72,12 @@ class Recipe:
         """The teacher fine-tunes, one per entry of ``recipe.yaml``'s ``teachers`` (overrides of ``teacher.yaml``,
         e.g. ``{data: {augment: strong}}``); with two or more, the students learn from the mean of their logits
         (``distill.teacher.MeanLogits``). Default: one, ``teacher.yaml`` as it is."""
-        meta_file = self.folder / "recipe.yaml"
-        meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
+        meta = read_meta(self.folder)
         if "teachers" not in meta:
             return self.parent.teachers() if self.parent else [{}]
         teachers = meta["teachers"]
         if not isinstance(teachers, list) or not teachers or not all(isinstance(t, dict) for t in teachers):
-            raise ValueError(f"{meta_file}: teachers must be a non-empty list of overrides of teacher.yaml "
+            raise ValueError(f"{self.folder / 'recipe.yaml'}: teachers must be a non-empty list of overrides of teacher.yaml "
                              "(use {} for teacher.yaml as it is), got " + repr(teachers))
         return teachers
 
@@ -95,6 +90,16 @@ class Recipe:
 
     def data_root(self) -> str | None:
         return self.data().get("root")
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A recipe folder's ``recipe.yaml`` (``extends``, ``teachers``), or {} without one."""
+    meta_file = folder / "recipe.yaml"
+    meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
+    unknown = set(meta) - {"extends", "teachers"}
+    if unknown:
+        raise ValueError(f"{meta_file}: unknown keys {sorted(unknown)} (extends, teachers)")
+    return meta
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
