@@ -182,9 +182,16 @@ def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student
     ``teacher_settings``) before the first stage runs."""
     from distill.cli import check_config
 
-    for settings, stage in [(t, "teacher") for t in teacher_settings] + [(student_settings, "student")]:
-        config = check_config(settings, recipe.configs(stage))
+    for i, settings in enumerate(teacher_settings):
+        try:
+            config = check_config(settings, recipe.configs("teacher"))
+        except ValueError as err:  # name the recipe.yaml entry when there are several teachers
+            if len(teacher_settings) == 1:
+                raise
+            raise ValueError(f"teacher {i + 1} of {len(teacher_settings)} (recipe.yaml teachers[{i}]): {err}") from None
         check_selection(config.checkpoint.monitor, config.checkpoint.mode)
+    config = check_config(student_settings, recipe.configs("student"))
+    check_selection(config.checkpoint.monitor, config.checkpoint.mode)
     prune = recipe.prune()
     if prune is not None:
         for part in ("train", "finetune"):

@@ -191,3 +191,9 @@ def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
     held = [json.loads((out / stage / "holdout.json").read_text()) for stage in ("teacher", "teacher_ensemble")]
     assert held[0]["paths"] == held[1]["paths"] and ensemble["holdout_f1"] == held[1]["f1"]
     assert held[1]["f1"] == pytest.approx(macro_f1(np.array(held[1]["labels"]), np.array(held[1]["preds"]), 9))
+    # a typo in one entry is named before any fine-tune
+    from distill.stages import check_stages
+
+    bad = [{"data": {"root": str(demo_root)}}, {"data": {"root": str(demo_root), "augmnet": "strong"}}]
+    with pytest.raises(ValueError, match=r"teacher 2 of 2 \(recipe.yaml teachers\[1\]\).*augmnet"):
+        check_stages(Recipe.find(folder), bad, {"data": {"root": str(demo_root)}})
