@@ -100,6 +100,11 @@ def recorded_detail_size(weights: str) -> int | None:
         return None  # a missing or damaged file is named by the loading that follows
     try:
         data = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)  # the tensors stay on disk
+    except RuntimeError:  # a file in torch's legacy (non-zip) format cannot be mapped: read it whole
+        try:
+            data = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception:
+            return None
     except Exception:
         return None
     definition = data.get("model", data.get("model_def")) if isinstance(data, dict) else None

@@ -415,6 +415,10 @@ def test_teacher_spec_detail_size_must_match_the_fine_tune(tmp_path):
     weights = save_trained(tmp_path / "t.pt", create_model(definition, 3), definition, 3, base_size=48)
     with pytest.raises(ValueError, match=r"detail_size=16 but teacher.detail_size=None"):
         TeacherSpec("resnet18", str(weights), 32, "32").build(3)
+    legacy = tmp_path / "legacy.pt"  # torch's old (non-zip) format cannot be memory-mapped: still read, still checked
+    torch.save(torch.load(weights, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match=r"legacy.pt was fine-tuned with detail_size=16"):
+        TeacherSpec("resnet18", str(legacy), 32, "32").build(3)
     with pytest.raises(ValueError, match=r"teacher.detail_size=4 is too small \(>= 8"):  # the option, named at once
         TeacherSpec("resnet18", str(weights), 32, "32", detail_size=4)
     module = DistillModule(num_classes=3, student="nano", input_size=24,
