@@ -54,7 +54,7 @@ class TrainingModule(L.LightningModule):
 
     Args:
         num_classes: number of classes (the CLI links it from the data module).
-        net: student preset name, student spec dict, a named model (``efficientnet_lite0`` or a torchvision
+        net: student preset name, student spec dict, a named model (``efficientnet_lite0/1/2`` or a torchvision
             classifier), or an ``nn.Module`` with a ``.preprocess``.
         input_size, width: override the network's input size / a student's width multiplier.
         detail_size: a named model only: train and evaluate it on images shrunk to this size first, then resized

@@ -26,7 +26,8 @@ def check_precision(precision: str, option: str = "teacher.precision") -> None:
 @dataclass
 class TeacherSpec:
     """Args:
-        name: ``efficientnet_lite0`` or a torchvision classifier name.
+        name: ``efficientnet_lite0`` (``_lite1``, ``_lite2``) or a torchvision classifier name; the network
+            the fine-tune trained (the pipeline checks it).
         weights: the fine-tuned teacher's weights file (``model.pt`` of the pipeline, or a ``.ckpt``); a list of
             files makes an ensemble: one model of ``name`` per file, its logits the mean of theirs (``MeanLogits``;
             one forward each, in the cache fill or online). The rules bind the submitted student only.

