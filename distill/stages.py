@@ -179,9 +179,11 @@ def compare_on_unseen(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str,
 
 def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student_settings: dict[str, Any]) -> None:
     """Parse every stage's config (recipe files + overrides; one teacher fine-tune per entry of
-    ``teacher_settings``) before the first stage runs."""
+    ``teacher_settings``) before the first stage runs; the students' ``teacher.name`` must be the network each
+    fine-tune trains."""
     from distill.cli import check_config
 
+    nets: list[Any] = []  # each fine-tune's network: the students' teacher must be built as the same one
     for i, settings in enumerate(teacher_settings):
         try:
             config = check_config(settings, recipe.configs("teacher"))
@@ -190,8 +192,16 @@ def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student
                 raise
             raise ValueError(f"teacher {i + 1} of {len(teacher_settings)} (recipe.yaml teachers[{i}]): {err}") from None
         check_selection(config.checkpoint.monitor, config.checkpoint.mode)
+        nets.append(config.model.init_args.get("net"))
     config = check_config(student_settings, recipe.configs("student"))
     check_selection(config.checkpoint.monitor, config.checkpoint.mode)
+    teacher = config.model.init_args.get("teacher")
+    for i, net in enumerate(nets):
+        if teacher is not None and isinstance(net, str) and teacher.name != net:
+            which = f"teacher {i + 1} of {len(nets)} (recipe.yaml teachers[{i}])" if len(nets) > 1 else "the teacher"
+            raise ValueError(f"{which} is fine-tuned as {net} (teacher.model.init_args.net) but the students are "
+                             f"taught by {teacher.name} (model.init_args.teacher.name): set both to one model, e.g. "
+                             f"--set teacher.model.init_args.net={net} --set model.init_args.teacher.name={net}")
     prune = recipe.prune()
     if prune is not None:
         for part in ("train", "finetune"):

@@ -167,6 +167,22 @@ def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root,
     check_stages(Recipe.find("demo"), teacher, settings)
 
 
+def test_the_students_teacher_must_be_the_network_the_fine_tune_trains(demo_root):
+    """``--set teacher.model.init_args.net=efficientnet_lite2`` alone would fine-tune a Lite2 and then build a Lite0
+    to load it into after the fine-tune: the pipeline names both options before any stage runs."""
+    from distill.stages import check_stages
+
+    data = {"data": {"root": str(demo_root)}}
+    lite2 = merge(data, {"model": {"init_args": {"net": "efficientnet_lite2"}}})
+    with pytest.raises(ValueError, match=r"the teacher is fine-tuned as efficientnet_lite2 \(teacher.model.init_args.net\)"
+                                         r" but the students are taught by efficientnet_lite0 \(model.init_args.teacher.name\)"):
+        check_stages(Recipe.find("demo"), [lite2], data)
+    check_stages(Recipe.find("demo"), [lite2], merge(data, {"model": {"init_args": {"teacher": {"name": "efficientnet_lite2"}}}}))
+    check_stages(Recipe.find("demo"), [lite2], merge(data, {"model": {"init_args": {"teacher": None}}}))  # no teacher
+    with pytest.raises(ValueError, match=r"teacher 2 of 2 \(recipe.yaml teachers\[1\]\) is fine-tuned as efficientnet_lite2"):
+        check_stages(Recipe.find("demo"), [data, lite2], data)
+
+
 def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
     """``teachers`` in recipe.yaml: one fine-tune each (its own overrides), the students learn from their
     ensemble, which is scored on the val and held-out images like every stage."""
