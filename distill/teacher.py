@@ -1,6 +1,7 @@
 """The frozen teacher: which model, its weights, its input size and the precision of its forward passes."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -99,13 +100,9 @@ def recorded_detail_size(weights: str) -> int | None:
     Lightning ``.ckpt``); None for a plain state dict, a torchvision weights name, or none recorded."""
     if not is_weights_file(weights) or not Path(weights).is_file():
         return None  # a missing or damaged file is named by the loading that follows
+    mmap = zipfile.is_zipfile(weights)  # tensors stay on disk; torch's legacy (non-zip) format cannot be mapped
     try:
-        data = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)  # the tensors stay on disk
-    except RuntimeError:  # a file in torch's legacy (non-zip) format cannot be mapped: read it whole
-        try:
-            data = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception:
-            return None
+        data = torch.load(weights, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception:
         return None
     definition = data.get("model", data.get("model_def")) if isinstance(data, dict) else None
