@@ -11,6 +11,7 @@ from distill.complexity import count_macs
 # prints them
 PRESET_MACS = {"nano": (64, 325_728), "micro": (64, 539_264), "tiny": (64, 911_744), "tiny_hidden": (64, 980_736),
                "tiny96": (96, 911_744), "tiny_rep": (64, 911_744),
+               "tiny_orepa": (64, 911_744),
                "small": (80, 2_086_128), "base": (112, 5_512_464)}
 
 
@@ -158,18 +159,26 @@ def test_folding_a_training_student_leaves_it_in_training_mode():
     assert not any(m.training for m in plain.modules())
 
 
-def test_rep_student_folds_exactly_into_the_plain_student(tmp_path):
+@pytest.mark.parametrize("form", ["bn", "linear"])
+def test_rep_student_folds_exactly_into_the_plain_student(tmp_path, form):
     """``rep: 2`` trains extra branches; the deployed model is the plain ``tiny``: same layers, same MACs,
-    same outputs as the branched one (to float rounding), and that is what a model file holds."""
+    same outputs as the branched one (to float rounding), and that is what a model file holds. The ``linear`` form
+    trains them with one conv + BN per layer, as many as the deployed student has."""
     from distill.models import reparameterize
-    from distill.models.reparam import RepConvBN
+    from distill.models.reparam import MergedBranches, RepConvBN
 
     from distill import check_rules, count_macs
     from distill.checkpoint import load_trained, save_trained
 
     torch.manual_seed(0)
-    branched = create_model({**student_spec("tiny").to_dict(), "rep": 2}, 6)
-    assert sum(isinstance(m, RepConvBN) for m in branched.modules()) == 11
+    definition = {**student_spec("tiny").to_dict(), "rep": 2, "rep_form": form}
+    branched = create_model(definition, 6)
+    if form == "bn":
+        assert sum(isinstance(m, RepConvBN) for m in branched.modules()) == 11
+    else:
+        assert sum(isinstance(m, MergedBranches) for m in branched.modules()) == 11
+        convs = [m for m in branched.modules() if isinstance(m, nn.Conv2d)]
+        assert len(convs) == sum(isinstance(m, nn.Conv2d) for m in create_model("tiny", 6).modules())
     optimizer = torch.optim.SGD(branched.parameters(), lr=0.1)
     for _ in range(3):  # train a little so every BN has its own statistics and affine values
         loss = branched(torch.randn(8, 3, 64, 64)).logsumexp(1).mean()
@@ -185,13 +194,16 @@ def test_rep_student_folds_exactly_into_the_plain_student(tmp_path):
     assert [type(m) for m in plain.modules()] == [type(m) for m in reference.modules()]
     assert count_macs(plain, 64).total == count_macs(reference, 64).total == 911_360
     assert not check_rules(plain, 64)
-    path = save_trained(tmp_path / "model.pt", branched, {**student_spec("tiny").to_dict(), "rep": 2}, 6)
+    path = save_trained(tmp_path / "model.pt", branched, definition, 6)
     loaded, meta = load_trained(path)
-    assert meta["model"]["rep"] == 0
+    assert meta["model"]["rep"] == 0 and meta["model"]["rep_form"] == "bn"
+    assert set(loaded.state_dict()) == set(reference.state_dict())
     with torch.no_grad():
         assert torch.allclose(loaded(x), branched(x), atol=1e-5)
     with pytest.raises(ValueError, match="rep must be"):
         create_model({**student_spec("tiny").to_dict(), "rep": -1}, 6)
+    with pytest.raises(ValueError, match="rep_form='orepa'"):
+        create_model({**student_spec("tiny").to_dict(), "rep": 2, "rep_form": "orepa"}, 6)
 
 
 def test_a_new_family_is_one_registered_function(tmp_path):
