@@ -214,8 +214,11 @@ def stack_views(views: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([v.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)
 
 
-def collate(items: list[dict]) -> dict:
-    """``default_collate`` with the images batched by ``stack_views``."""
+def collate(items: list[dict] | dict) -> dict:
+    """``default_collate`` with the images batched by ``stack_views``; a batch a dataset fetched whole
+    (``__getitems__``, already a dict of batched tensors) passes as it is."""
+    if isinstance(items, dict):
+        return items
     images = stack_views([item["image"] for item in items])
     rest = default_collate([{k: v for k, v in item.items() if k != "image"} for item in items])
     return {"image": images, **rest}

@@ -203,7 +203,9 @@ class TrainingModule(L.LightningModule):
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True)
         else:
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
+            # fused: one kernel for every parameter's update (the step of a tiny student is mostly per-tensor overhead)
+            fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+            opt = torch.optim.AdamW(groups, lr=hp.lr, fused=fused or None)
         if hp.schedule == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -312,7 +314,10 @@ class DistillModule(TrainingModule):
         return None if self.teacher is None else self.teacher(images)
 
     def losses(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, batch: dict) -> Terms:
-        teacher = batch["teacher_logits"] if "teacher_logits" in batch else self.teacher_logits(images)
+        if self.distill_weight == 0:  # labels alone (a no-teacher arm that replays the cache's views)
+            teacher = None
+        else:
+            teacher = batch["teacher_logits"] if "teacher_logits" in batch else self.teacher_logits(images)
         return self.combine(logits, labels, teacher, batch.get("partner_label"), batch.get("mix_weight"))
 
     def combine(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,

@@ -76,11 +76,13 @@ def _rounded(values: list[float | None]) -> list[float | None]:
 def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
                  settings: dict[str, Any] | None = None, teacher_only: bool = False,
-                 command: str = "") -> dict[str, Any]:
+                 command: str = "", baseline_views: str = "fresh") -> dict[str, Any]:
     """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report.
 
     ``settings``: overrides (nested dict, as ``--set`` gives): for the student stages, except those under
-    ``teacher`` (for the teacher's fine-tune)."""
+    ``teacher`` (for the teacher's fine-tune). ``baseline_views``: the student without a teacher trains on
+    ``fresh`` augmented views (``teacher: null``) or replays the teacher cache's ``cached`` views with their labels
+    alone (``distill_weight: 0``: the teacher's logits are never read; no augmentation during its epochs)."""
     import torch  # here, not at the top: `distill pipeline --help` starts without torch
 
     from distill.checkpoint import atomic_write_text, load_trained
@@ -121,7 +123,9 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                 "seconds": {"teacher": sum(t.seconds for t in teachers)}}
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})
-    without_teacher = merge(student_settings, {"model": {"init_args": {"teacher": None}}})
+    no_teacher = {"teacher": None} if baseline_views == "fresh" else {"distill_weight": 0.0}
+    without_teacher = merge(with_teacher if baseline_views == "cached" else student_settings,
+                            {"model": {"init_args": no_teacher}})
     cache = run_cache(recipe.configs("student"), with_teacher, seeds[0])  # its own stage, before any student
     if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
         teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)
@@ -137,7 +141,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     submission = None
     t_predict = time.time()
     if predict_dir.is_dir():
-        submission = run_predict(best, out, predict_dir, layout)
+        submission = run_predict(best, out, predict_dir, layout, data_root)
     else:
         say(f"[pipeline] no prediction folder {predict_dir}: skipping the submission")
     summary = {
@@ -184,6 +188,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                       "teacher_forward": resolve("auto", "cuda" if torch.cuda.is_available() else "cpu")},
         "machine": machine_info(str(student_overrides.get("precision", "auto"))),
         "command": command,
+        "baseline_views": baseline_views if baseline else None,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     if results_json is not None:  # a committed result: files named relative to --out, not this machine's paths
@@ -239,6 +244,15 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"summary                   : {out / 'summary.json'}")
 
 
+def check_data_root(root: str | None) -> None:
+    """The data root's layout (``ROOT/train/<Class>/``...), checked before the output folder is made."""
+    from distill.data import read_layout
+
+    if root is None:
+        raise ValueError("no data root: give --data-root or set data.root in the recipe's student.yaml")
+    read_layout(root)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="distill pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -248,6 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", help="data folder (overrides the recipe's data.root)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--baseline", action="store_true", help="also train the student without a teacher")
+    parser.add_argument("--baseline-views", choices=["fresh", "cached"], default="fresh",
+                        help="the student without a teacher trains on fresh augmented views (default) or replays "
+                             "the teacher cache's views with labels only (no augmentation during training)")
     parser.add_argument("--predict-dir", type=Path, help="images to predict (default DATA/test/NoLabel)")
     parser.add_argument("--layout", choices=["csv", "competition"], default="csv")
     parser.add_argument("--teacher-only", action="store_true", help="stop after fine-tuning the teacher")
@@ -278,9 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     settings: dict[str, Any] = {}
     for setting in args.settings:
         settings = merge(settings, setting)
+    say(f"[pipeline] recipe {recipe.folder}" + (f" (extends {recipe.parent.folder})" if recipe.parent else ""))
+    check_data_root(data_root or recipe.data_root())  # before anything is written into --out
     with OutputLock(out, command):
         summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
-                               args.results_json, settings, args.teacher_only, command)
+                               args.results_json, settings, args.teacher_only, command, args.baseline_views)
     if args.teacher_only:
         print(f"teacher val macro F1: {summary['teacher_f1']:.4f} ({summary['seconds']['teacher']:.0f} s)")
         return

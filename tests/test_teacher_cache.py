@@ -481,3 +481,36 @@ def test_a_teacher_ensemble_needs_members_that_share_one_input(tmp_path):
         MeanLogits([create_model("micro", 9, input_size=40), create_model("micro", 9, input_size=32)])
     with pytest.raises(ValueError, match=r"teacher.weights=\[\]"):
         TeacherSpec("resnet18", [], 32, "32").build(9)
+
+
+def test_a_batch_fetched_whole_is_the_items_it_names_each_with_one_recorded_view(demo_root, tmp_path):
+    """``CachedViews.__getitems__`` (what the DataLoader calls) gathers a batch in one indexing: each image is one of
+    its recorded views, with the teacher's logits, partner label and mixing weight of that same view."""
+    from torch.utils.data import DataLoader
+
+    from distill.data import collate
+
+    _, ds = train_set(demo_root)
+    cache = filled(make_teacher(), ds, tmp_path, views=3, mix=MixSpec("mixup", prob=0.5), size=24)
+    replay = cache.dataset()
+    record = replay.record
+    indices = [4, 0, 7, 4, 11]
+    torch.manual_seed(0)
+    batch = replay.__getitems__(indices)
+    assert batch["image"].shape == (5, 3, 24, 24) and batch["image"].dtype == torch.uint8
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    assert batch["index"].tolist() == indices
+    for row, i in enumerate(indices):
+        k = next(k for k in range(3) if torch.equal(torch.from_numpy(replay.rendered[i, k]).permute(2, 0, 1),
+                                                    batch["image"][row]))
+        assert torch.equal(batch["teacher_logits"][row], torch.from_numpy(replay.logits[i, k]))
+        partner = int(record.partners[i, k])
+        assert batch["label"][row] == ds.samples[i].label
+        assert batch["partner_label"][row] == (ds.samples[partner].label if partner >= 0 else ds.samples[i].label)
+        assert batch["mix_weight"][row] == pytest.approx(float(record.weights[i, k]))
+    # the per-item path gives the same keys and types, so a loader may use either
+    items = collate([replay[i] for i in indices])
+    assert {k: (v.dtype, v.shape) for k, v in items.items()} == {k: (v.dtype, v.shape) for k, v in batch.items()}
+    loader = DataLoader(replay, batch_size=4, shuffle=True, collate_fn=collate)
+    assert sum(len(b["label"]) for b in loader) == len(replay)
+    assert isinstance(collate(batch), dict) and collate(batch) is batch  # a whole batch passes collate as it is

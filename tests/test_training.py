@@ -82,6 +82,11 @@ def test_loss_is_the_weighted_sum_of_named_terms():
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert set(out) == {"loss", "kd", "focal"}
     assert set(module.combine(s, y, None)) == {"loss", "focal"}  # no teacher: the label loss alone
+    # distill_weight 0 (the no-teacher arm on the cache's views): cached logits in the batch are never read
+    labels_only = DistillModule(4, student="nano", input_size=32, distill_weight=0.0,
+                                label_loss=Focal(gamma=0.0, alpha="none"))
+    out = labels_only.losses(s, y, torch.zeros(3, 3, 32, 32), {"teacher_logits": torch.full((3, 4), float("nan"))})
+    assert set(out) == {"loss", "focal"} and out["loss"].item() == pytest.approx(F.cross_entropy(s, y).item(), rel=1e-6)
 
 
 def test_same_seed_same_f1_and_weights(demo_root, tmp_path):

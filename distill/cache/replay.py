@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from distill.cache.views import ViewRecord, render_view
-from distill.data import ImageDataset
+from distill.data import ImageDataset, collate
 
 
 class CachedViews(Dataset):
@@ -26,6 +26,24 @@ class CachedViews(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        """A whole batch, already collated (the ``DataLoader`` calls this instead of one ``__getitem__`` per image):
+        one random view per image, gathered from the rendered views and logits in one indexing each, the images a
+        channels-last ``B x 3 x S x S`` uint8 batch. Views that are not stored rendered are rendered one by one."""
+        if self.rendered is None:
+            return collate([self[i] for i in indices])
+        index = np.asarray(indices, dtype=np.int64)
+        k = torch.randint(0, self.record.views, (len(index),)).numpy()
+        images = torch.from_numpy(np.ascontiguousarray(self.rendered[index, k])).permute(0, 3, 1, 2)
+        labels = self.labels[index]
+        batch = {"image": images, "label": labels, "index": torch.from_numpy(index),
+                 "teacher_logits": torch.from_numpy(np.ascontiguousarray(self.logits[index, k]))}
+        if self.mixed:
+            partners = self.record.partners[index, k]
+            batch["partner_label"] = torch.where(partners >= 0, self.labels[partners.clamp(min=0)], labels)
+            batch["mix_weight"] = self.record.weights[index, k].double()
+        return batch
 
     def __getitem__(self, index: int) -> dict:
         k = int(torch.randint(0, self.record.views, ()).item())
