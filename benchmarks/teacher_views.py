@@ -10,7 +10,6 @@ It reads the stage's ``stage.json`` (its config and exported model file) and run
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -41,20 +40,22 @@ def main() -> None:
     record_file = args.stage / "stage.json"
     if not record_file.is_file():
         parser.error(f"{record_file}: no such file (pass a pipeline's teacher stage folder)")
-    record = json.loads(record_file.read_text())
-    if "config" not in record or "model_file" not in record:
-        parser.error(f"{record_file}: not a stage record (no 'config' / 'model_file')")
-    missing = [record[key] for key in ("config", "model_file") if not Path(record[key]).is_file()]
-    if missing:  # the pipeline records paths as it was given them: relative ones to the folder it ran in
-        parser.error(f"{record_file} names {missing}, not found from {Path.cwd()}: run this from the folder the "
-                     "pipeline ran in (the config's data root is relative to it too)")
+    from distill.stages import StageRecord
+
+    try:
+        record = StageRecord.load(record_file)  # its paths relative to the stage folder
+    except (TypeError, ValueError) as err:
+        parser.error(f"{record_file}: not a stage record ({err})")
+    missing = [path for path in (record.config, record.model_file) if not Path(path).is_file()]
+    if missing:
+        parser.error(f"{record_file} names {missing}, which do not exist")
 
     from distill.checkpoint import load_trained
     from distill.cli import build_cli
     from distill.teacher import FrozenTeacher
 
-    model, _ = load_trained(record["model_file"])  # names the file when it is missing or damaged
-    data = build_cli(["--config", record["config"]], run=False).datamodule
+    model, _ = load_trained(record.model_file)  # names the file when it is missing or damaged
+    data = build_cli(["--config", record.config], run=False).datamodule
     data.setup("fit")
     data.setup("test")
     loaders = {"val": data.val_dataloader()}

@@ -33,9 +33,18 @@ class Recipe:
 
     @classmethod
     def find(cls, name_or_path: str | Path) -> "Recipe":
-        """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``...)."""
+        """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``...).
+
+        A bare name (no path separator) is a local folder only when that folder holds a recipe (``teacher.yaml`` or
+        ``recipe.yaml``): a data or output folder that happens to share a shipped recipe's name does not hide it."""
         path = Path(name_or_path)
-        folder = path if path.is_dir() else cls.shipped() / str(name_or_path)
+        bare_name = isinstance(name_or_path, str) and "/" not in name_or_path and name_or_path not in (".", "..")
+        holds_recipe = any((path / f).is_file() for f in ("teacher.yaml", "recipe.yaml"))
+        shipped = cls.shipped() / str(name_or_path)
+        if bare_name and not holds_recipe and shipped.is_dir():
+            folder = shipped
+        else:
+            folder = path if path.is_dir() else shipped
         if not folder.is_dir():
             names = sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
             raise FileNotFoundError(f"recipe {name_or_path!r}: no such folder, and no shipped recipe of that name "

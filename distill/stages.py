@@ -3,8 +3,9 @@ record, its evaluation on the held-out split, and the pruning and prediction ste
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,29 @@ from distill.checkpoint import (
     save_trained,
 )
 from distill.console import say
+from distill.fingerprint import differences, fingerprint, stage_settings
 from distill.recipe import Recipe, merge
+
+
+class StageMismatchError(ValueError):
+    """A stage folder holds a stage (finished or interrupted) of other settings or inputs than asked for."""
+
+
+def check_same_stage(run_dir: Path, settings: dict[str, Any]) -> str:
+    """The fingerprint of ``settings`` (``distill.fingerprint.stage_settings``), after checking that the stage folder
+    holds nothing made from others: a changed setting, teacher or data set never reuses or resumes an old stage."""
+    digest = fingerprint(settings)
+    recorded = run_dir / "settings.json"
+    trained = any((run_dir / p).exists() for p in ("stage.json", "checkpoints/last.ckpt"))
+    if recorded.exists() and trained:
+        old = json.loads(recorded.read_text())
+        if old.get("fingerprint") != digest:
+            changed = differences(old.get("settings", {}), settings)
+            raise StageMismatchError(
+                f"{run_dir} holds a stage made with other settings or inputs, so it is neither reused nor resumed:\n  "
+                + "\n  ".join(changed[:20]) + (f"\n  ... and {len(changed) - 20} more" if len(changed) > 20 else "")
+                + "\nuse a new --out for the new settings (or delete that folder to train the stage again)")
+    return digest
 
 
 @dataclass
@@ -47,13 +70,29 @@ class StageRecord:
     # weights but did not choose them, so with the held-out split it makes a twice larger set of unseen images
     last_val_file: str | None = None
     precision: str | None = None  # the trainer's precision, as resolved (e.g. 32-true)
+    fingerprint: str | None = None  # of the stage's resolved settings and inputs (``distill.fingerprint``)
+
+    PATHS = ("checkpoint", "config", "model_file", "holdout_file", "last_holdout_file", "last_val_file")
 
     def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2))
+        """Write the record with every file path relative to its own folder: a run folder can move or be copied."""
+        folder = path.parent.resolve()
+        data = asdict(self)
+        for key in self.PATHS:
+            if data[key] is not None:
+                data[key] = Path(os.path.relpath(Path(data[key]).resolve(), folder)).as_posix()
+        atomic_write_text(path, json.dumps(data, indent=2))
 
     @classmethod
     def load(cls, path: Path) -> "StageRecord":
-        return cls(**json.loads(path.read_text()))
+        """Read a record, its file paths resolved against the folder it was read from."""
+        data = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        for key in cls.PATHS:
+            if data.get(key) is not None:
+                data[key] = str(path.parent / data[key])
+        return cls(**data)
 
 
 def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: int) -> StageRecord:
@@ -63,8 +102,12 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     from distill.cli import build_cli
 
     record_path = run_dir / "stage.json"
+    flat = stage_settings(configs, settings, seed)
+    digest = check_same_stage(run_dir, flat)
     if record_path.exists():
         record = StageRecord.load(record_path)
+        if record.fingerprint is None:
+            say(f"[pipeline] {run_dir} was recorded before stage fingerprints: reused without checking its settings")
         try:
             load_trained(record.model_file)
         except (OSError, ValueError) as err:  # a damaged or missing model file: rebuild the stage
@@ -88,6 +131,9 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     cli = build_cli(args, run=False, config_files=configs)
     selection = cli.config_init["checkpoint"]
     check_selection(selection.monitor, selection.mode)  # before training (the pipeline checked it before any stage)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "settings.json", json.dumps({"fingerprint": digest, "settings": flat}, indent=1,
+                                                            default=str))
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
     seconds = time.time() - start
     model, meta = load_trained(selection.best_model_path)
@@ -113,7 +159,7 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
                          last_val_file=last_val_file,
                          train_f1=float(logged["train/f1"]) if "train/f1" in logged else None,
                          last_val_f1=float(logged["val/f1"]) if "val/f1" in logged else None,
-                         precision=str(cli.trainer.precision))
+                         precision=str(cli.trainer.precision), fingerprint=digest)
     record.save(record_path)
     if holdout_f1 is not None:
         say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {holdout_f1:.4f} "
@@ -262,14 +308,18 @@ def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02
     return {"model": {"init_args": {"student": definition, "weights": str(path)}}}
 
 
-def run_predict(stage: StageRecord, out_dir: Path, predict_dir: Path | None, layout: str) -> Path | None:
-    """``predict`` with the stage's own config and best checkpoint: ``submission.csv`` in ``out_dir``."""
+def run_predict(stage: StageRecord, out_dir: Path, predict_dir: Path | None, layout: str,
+                data_root: str | None = None) -> Path | None:
+    """``predict`` with the stage's own config and best checkpoint: ``submission.csv`` in ``out_dir``
+    (``data_root``: the data as this run names it, which a moved folder's config may name otherwise)."""
     from distill.cli import build_cli
 
     args: dict[str, Any] = {"submission": {"out_dir": str(out_dir), "layout": layout, "overwrite": True},
                             "trainer": {"logger": False}}
+    if data_root is not None:
+        args["data"] = {"root": str(data_root)}
     if predict_dir is not None:
-        args["data"] = {"predict_dir": str(predict_dir)}
+        args = merge(args, {"data": {"predict_dir": str(predict_dir)}})
     cli = build_cli(args, run=False, config_files=[stage.config])
     cli.trainer.predict(cli.model, cli.datamodule, ckpt_path=stage.checkpoint)
     return cli.config_init["submission"].written

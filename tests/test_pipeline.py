@@ -8,6 +8,7 @@ import yaml
 from distill.evaluation import macro_f1
 from distill.pipeline import run_pipeline
 from distill.recipe import Recipe, merge, parse_setting, split_settings
+from distill.stages import StageRecord
 
 
 def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, capsys, small_teacher):
@@ -19,7 +20,7 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
                            settings=fast, results_json=tmp_path / "result.json")
     # --set teacher.* reaches the teacher's stage only; the rest the students'
-    epochs = {stage: yaml.safe_load(open(json.loads((out / stage / "stage.json").read_text())["config"]))["trainer"]
+    epochs = {stage: yaml.safe_load(open(StageRecord.load(out / stage / "stage.json").config))["trainer"]
               ["max_epochs"] for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")}
     assert epochs == {"teacher": 1, "student_kd/seed_0": 2, "student_ce/seed_0": 2}
     result = json.loads((tmp_path / "result.json").read_text())  # a committed result names no machine paths
@@ -195,12 +196,13 @@ def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
     out = tmp_path / "out"
     summary = run_pipeline(Recipe.find(folder), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
                            settings=merge(fast, small_teacher))
-    configs = {stage: yaml.safe_load(open(json.loads((out / stage / "stage.json").read_text())["config"]))
+    configs = {stage: yaml.safe_load(open(StageRecord.load(out / stage / "stage.json").config))
                for stage in ("teacher", "teacher_2", "student_kd/seed_0")}
     assert configs["teacher"]["data"]["augment"] == "light" and configs["teacher_2"]["data"]["augment"] == "strong"
     assert configs["teacher_2"]["trainer"]["max_epochs"] == 1  # --set teacher.* reaches every member
     members = [json.loads((out / stage / "stage.json").read_text()) for stage in ("teacher", "teacher_2")]
-    assert configs["student_kd/seed_0"]["model"]["init_args"]["teacher"]["weights"] == [m["model_file"] for m in members]
+    assert configs["student_kd/seed_0"]["model"]["init_args"]["teacher"]["weights"] == [
+        StageRecord.load(out / stage / "stage.json").model_file for stage in ("teacher", "teacher_2")]
     ensemble = json.loads((out / "teacher_ensemble" / "stage.json").read_text())
     assert summary["teacher_f1"] == ensemble["val_f1"] and summary["teacher_holdout_f1"] == ensemble["holdout_f1"]
     assert summary["teacher_members_f1"] == [m["val_f1"] for m in members]

@@ -1,0 +1,97 @@
+"""A stage folder is reused only for the question it answered, from wherever it lies, and a folder of data or
+outputs never hides a shipped recipe of the same name."""
+import json
+import os
+import shutil
+
+import pytest
+
+from distill.recipe import Recipe, merge
+from distill.stages import StageMismatchError, StageRecord, run_fit
+
+
+def student_settings(demo_root) -> dict:
+    return {"data": {"root": str(demo_root), "holdout_fraction": 0.2, "image_size": 32},
+            "model": {"init_args": {"teacher": None, "student": "nano"}},
+            "trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False}}
+
+
+def test_a_changed_setting_never_reuses_or_resumes_the_old_stage(demo_root, tmp_path):
+    configs = Recipe.find("demo").configs("student")
+    settings = student_settings(demo_root)
+    run_fit(configs, tmp_path / "stage", settings, seed=0)
+    record = tmp_path / "stage" / "stage.json"
+    changed = merge(settings, {"model": {"init_args": {"distill_weight": 0.5}}})  # the demo recipe's is 0.7
+    with pytest.raises(StageMismatchError, match=r"model\.init_args\.distill_weight: 0\.7 -> 0\.5"):
+        run_fit(configs, tmp_path / "stage", changed, seed=0)
+    with pytest.raises(StageMismatchError, match=r"seed_everything: 0 -> 1"):
+        run_fit(configs, tmp_path / "stage", settings, seed=1)
+    # an interrupted stage (last.ckpt, no record) is not resumed with other settings either
+    record.unlink()
+    (tmp_path / "stage" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(StageMismatchError, match="neither reused nor resumed"):
+        run_fit(configs, tmp_path / "stage", changed, seed=0)
+    # the same settings: reused, not trained again
+    run_fit(configs, tmp_path / "other", settings, seed=0)
+    again = (tmp_path / "other" / "stage.json").stat().st_mtime_ns
+    run_fit(configs, tmp_path / "other", settings, seed=0)
+    assert (tmp_path / "other" / "stage.json").stat().st_mtime_ns == again
+
+
+def test_a_failed_start_does_not_pin_the_stage_to_its_settings(demo_root, tmp_path):
+    configs = Recipe.find("demo").configs("student")
+    settings = student_settings(demo_root)
+    with pytest.raises(ValueError, match="checkpoint.monitor"):
+        run_fit(configs, tmp_path / "stage", merge(settings, {"checkpoint": {"monitor": "val/loss", "mode": "min"}}), 0)
+    run_fit(configs, tmp_path / "stage", settings, 0)  # the corrected settings train in the same folder
+
+
+def test_a_moved_or_copied_run_folder_reuses_its_own_files_from_any_directory(demo_root, tmp_path, monkeypatch,
+                                                                                capsys):
+    configs = Recipe.find("demo").configs("student")
+    settings = student_settings(demo_root)
+    monkeypatch.chdir(tmp_path)
+    run_fit(configs, tmp_path / "runs" / "a", settings, seed=0)  # run from tmp_path, a relative --out
+    stored = json.loads((tmp_path / "runs" / "a" / "stage.json").read_text())
+    assert stored["model_file"] == "model.pt" and not os.path.isabs(stored["checkpoint"])
+    shutil.copytree(tmp_path / "runs" / "a", tmp_path / "copy")
+    shutil.move(tmp_path / "runs" / "a", tmp_path / "moved")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for folder in ("moved", "copy"):
+        mtime = (tmp_path / folder / "stage.json").stat().st_mtime_ns
+        capsys.readouterr()
+        record = run_fit(configs, tmp_path / folder, settings, seed=0)
+        assert "reusing finished stage" in capsys.readouterr().out
+        assert (tmp_path / folder / "stage.json").stat().st_mtime_ns == mtime  # not trained again
+        for key in StageRecord.PATHS:  # every file of the record is the folder's own
+            value = getattr(record, key)
+            if value is not None:
+                assert os.path.realpath(value).startswith(os.path.realpath(tmp_path / folder)), (key, value)
+                assert os.path.exists(value), (key, value)
+
+
+def test_a_folder_that_holds_no_recipe_does_not_hide_a_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo" / "data").mkdir(parents=True)  # what `distill pipeline --demo demo` writes first
+    (tmp_path / "trashnet").mkdir()
+    assert Recipe.find("demo").folder == Recipe.shipped() / "demo"
+    assert Recipe.find("trashnet").folder == Recipe.shipped() / "trashnet"
+    (tmp_path / "mine").mkdir()
+    for name in ("teacher.yaml", "student.yaml"):
+        (tmp_path / "mine" / name).write_text("{}\n")
+        (tmp_path / "demo" / name).write_text("{}\n")
+    assert Recipe.find("demo").folder.resolve() == (tmp_path / "demo").resolve()  # a local recipe of that name
+    assert Recipe.find("mine").folder.resolve() == (tmp_path / "mine").resolve()
+    with pytest.raises(FileNotFoundError, match="teacher.yaml not found"):
+        Recipe.find("./trashnet")  # given as a path: that folder or nothing
+
+
+def test_pipeline_checks_the_data_root_before_writing_anything(tmp_path, capsys):
+    from distill.commands import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["pipeline", "--recipe", "demo", "--out", str(tmp_path / "out"), "--data-root", str(tmp_path / "nope")])
+    assert stop.value.code == 2
+    assert "data root not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
