@@ -25,6 +25,7 @@ from torchmetrics.classification import (
 )
 
 from distill.checkpoint import atomic_write_text, load_trained
+from distill.console import say
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.data import WasteDataModule, check_class_names
 from distill.preprocess import model_input
@@ -89,19 +90,22 @@ def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) 
 
 def report_card(model: nn.Module, dm: WasteDataModule, out_dir: str | Path, f1_base: float = F1_BASE,
                 macs_base: float = MACS_BASE) -> dict[str, Any]:
-    """Evaluate ``model`` on ``dm``'s validation split and write the report card into ``out_dir``."""
+    """Evaluate ``model`` on ``dm``'s held-out split (``holdout_fraction`` > 0: the images no stage trained on or
+    chose with), else on its validation split, and write the report card into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dm.setup("validate")
+    split = "held-out" if dm.holdout_samples else "val"
+    dm.setup("test" if split == "held-out" else "validate")
     names = dm.class_names
-    results = evaluate(model, dm.val_dataloader(), len(names))
+    loader = dm.test_dataloader() if split == "held-out" else dm.val_dataloader()
+    results = evaluate(model, loader, len(names))
     size = model.preprocess.input_size
     info = describe(model, size)
     macro = float(results["macro_f1"])
     card = {
-        "val_images": len(dm.val_set), "input_size": size, "params": info["params"],
+        "split": split, "images": len(loader.dataset), "input_size": size, "params": info["params"],
         "macs_fvcore": info["macs_fvcore"], "macs_competition": info["macs_competition"],
-        "rule_violations": info["rule_violations"], "val_macro_f1": macro,
+        "rule_violations": info["rule_violations"], "macro_f1": macro,
         "score": competition_score(macro, info["macs_fvcore"], f1_base, macs_base),
         "latency_ms_batch1_1thread": latency_ms(model, size),
         "per_class": {n: {"precision": float(results["precision"][i]), "recall": float(results["recall"][i]),
@@ -115,7 +119,7 @@ def report_card(model: nn.Module, dm: WasteDataModule, out_dir: str | Path, f1_b
              f"- input: {size} px, params: {card['params']:,}",
              f"- MACs: {card['macs_fvcore']:,} (fvcore), {card['macs_competition']:,} (competition counter)",
              f"- rules: {'ok' if not card['rule_violations'] else '; '.join(card['rule_violations'])}",
-             f"- val macro F1: {macro:.4f} on {card['val_images']} images; score {card['score']:.4f} (lower is better)",
+             f"- {split} macro F1: {macro:.4f} on {card['images']} images; score {card['score']:.4f} (lower is better)",
              f"- latency (batch 1, 1 CPU thread, median): {card['latency_ms_batch1_1thread']:.3f} ms", "",
              "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
@@ -128,8 +132,14 @@ def report_card(model: nn.Module, dm: WasteDataModule, out_dir: str | Path, f1_b
 def run(args: argparse.Namespace) -> None:
     """``distill report`` (arguments: ``distill.command_args.report_parser``)."""
     model, meta = load_trained(args.model)
-    dm = WasteDataModule(args.data, image_size=meta["base_size"], augment="none", keep_aspect=args.keep_aspect)
+    holdout = meta.get("holdout") or {"fraction": 0.0, "seed": 0}
+    if not holdout["fraction"]:
+        say(f"{args.model} records no held-out split (a model of a run without data.holdout_fraction, or older): "
+            "scoring the whole val/ split, which its training may have used to choose a checkpoint")
+    dm = WasteDataModule(args.data, image_size=meta["base_size"], augment="none", keep_aspect=args.keep_aspect,
+                         holdout_fraction=holdout["fraction"], holdout_seed=holdout["seed"])
     check_class_names(meta.get("class_names"), dm.class_names, args.data)
     card = report_card(model, dm, args.out)
-    print(f"val macro F1 {card['val_macro_f1']:.4f}, score {card['score']:.4f}; wrote {Path(args.out) / 'report_card.md'}")
+    print(f"{card['split']} macro F1 {card['macro_f1']:.4f} on {card['images']} images, score {card['score']:.4f}; "
+          f"wrote {Path(args.out) / 'report_card.md'}")
 

@@ -137,8 +137,10 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
     seconds = time.time() - start
     model, meta = load_trained(selection.best_model_path)
+    data = cli.datamodule.hparams  # the images no stage trained on, for `distill report`
     exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
-                            base_size=meta["base_size"])
+                            base_size=meta["base_size"],
+                            holdout={"fraction": data.holdout_fraction, "seed": data.holdout_seed})
     logged = cli.trainer.callback_metrics
     if selection.monitor == "val/f1" and selection.best_model_score is not None:
         val_f1 = float(selection.best_model_score)

@@ -51,11 +51,38 @@ def test_report_card_files_and_numbers(tmp_path, demo_root):
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
     assert "confusion_matrix.png" in (tmp_path / "report_card.md").read_text()
     confusion = torch.tensor(card["confusion_matrix"])
-    assert confusion.sum() == card["val_images"] == len(dm.val_set)
-    assert sum(v["support"] for v in card["per_class"].values()) == card["val_images"]
+    assert card["split"] == "val" and confusion.sum() == card["images"] == len(dm.val_set)
+    assert sum(v["support"] for v in card["per_class"].values()) == card["images"]
     mean_f1 = sum(v["f1"] for v in card["per_class"].values()) / 9
-    assert card["val_macro_f1"] == pytest.approx(mean_f1, abs=1e-6)
+    assert card["macro_f1"] == pytest.approx(mean_f1, abs=1e-6)
     assert card["latency_ms_batch1_1thread"] > 0 and card["macs_fvcore"] == count_macs(model, 32).total
+
+
+def test_report_scores_the_held_out_split_a_model_file_records(tmp_path, demo_root, capsys):
+    """``distill report`` on a pipeline's model scores the images the recipe held out, the pipeline's figure."""
+    import numpy as np
+
+    from distill.command_args import PARSERS
+    from distill.data import WasteDataModule
+    from distill.evaluation import macro_f1, predict_labels
+    from distill.report import run
+
+    model = trained_like_student()
+    classes = WasteDataModule(str(demo_root)).class_names
+    save_trained(tmp_path / "m.pt", model, model.spec.to_dict(), 9, classes, base_size=32,
+                 holdout={"fraction": 0.2, "seed": 3})
+    run(PARSERS["report"]().parse_args([str(tmp_path / "m.pt"), "--data", str(demo_root), "--out", str(tmp_path / "c")]))
+    card = json.loads((tmp_path / "c" / "report_card.json").read_text())
+    held = WasteDataModule(str(demo_root), image_size=32, augment="none", holdout_fraction=0.2, holdout_seed=3)
+    held.setup("test")
+    expected = macro_f1(np.array([s.label for s in held.holdout_samples]), predict_labels(model, held.holdout_set), 9)
+    assert card["split"] == "held-out" and card["images"] == len(held.holdout_samples) > 0
+    assert card["macro_f1"] == pytest.approx(expected, abs=1e-6)
+    assert "held-out macro F1" in capsys.readouterr().out
+    save_trained(tmp_path / "old.pt", model, model.spec.to_dict(), 9, classes, base_size=32)  # no split recorded
+    run(PARSERS["report"]().parse_args([str(tmp_path / "old.pt"), "--data", str(demo_root), "--out", str(tmp_path / "d")]))
+    assert "records no held-out split" in capsys.readouterr().out
+    assert json.loads((tmp_path / "d" / "report_card.json").read_text())["split"] == "val"
 
 
 def test_deployment_path_is_the_training_path(demo_root):

@@ -155,7 +155,7 @@ def test_cli_fit_then_predict_writes_complete_submission(demo_root, tmp_path):
 
     card = report_card(student, WasteDataModule(str(demo_root), image_size=meta["base_size"], augment="none"),
                        tmp_path / "card")
-    assert card["val_macro_f1"] == pytest.approx(selected_val_f1(ckpt), abs=1e-6)
+    assert card["split"] == "val" and card["macro_f1"] == pytest.approx(selected_val_f1(ckpt), abs=1e-6)
 
 
 class FunctionalStudent(nn.Module):
