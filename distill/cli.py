@@ -21,10 +21,7 @@ from torch.cuda import is_available as cuda_available  # noqa: E402
 from distill.cache import TeacherCache  # noqa: E402
 from distill.cache.callback import MIXUP_WITH_CACHE  # noqa: E402
 from distill.callbacks import StopOnSignal, StudentComplexity, TimeEstimate  # noqa: E402
-from distill.console import (
-    quiet_third_party,  # noqa: E402
-    say,  # noqa: E402
-)
+from distill.console import quiet_third_party, say_once  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import TrainingModule  # noqa: E402
 from distill.precision import choose  # noqa: E402
@@ -63,7 +60,7 @@ class DistillCLI(LightningCLI):
             choice = choose(device)
             config.trainer.precision = {"auto": choice.trainer, "32": "32-true", "bf16": "bf16-mixed"}[str(config.precision)]
             if config.precision == "auto":
-                say(f"precision auto: {config.trainer.precision} ({choice.reason})")
+                say_once(f"precision auto: {config.trainer.precision} ({choice.reason})")
 
 
 def check_compatible(config: Any) -> None:
@@ -97,10 +94,29 @@ def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> A
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-            return ConfigCheck(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0,
-                               args=args, run=False, parser_kwargs=parser_kwargs).config
+            config = ConfigCheck(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0,
+                                 args=args, run=False, parser_kwargs=parser_kwargs).config
     except ArgumentError as err:
         raise ValueError(f"invalid config ({', '.join(str(p) for p in config_files)} + overrides): {err}") from None
+    check_network_names(config.model.init_args)
+    return config
+
+
+def check_network_names(init_args: Any) -> None:
+    """Every network a config names (``net`` / ``student``, ``teacher.name``) is a registered model or a spec: an
+    unknown name fails here, as the one cause, before any stage runs (not when the module is built)."""
+    from distill.models import model_definition
+
+    options = {"model.init_args.net": init_args.get("net"), "model.init_args.student": init_args.get("student")}
+    teacher = init_args.get("teacher")
+    if teacher is not None and hasattr(teacher, "get") and teacher.get("name") is not None:
+        options["model.init_args.teacher.name"] = teacher.get("name")
+    for option, value in options.items():
+        if isinstance(value, str):
+            try:
+                model_definition(value)
+            except ValueError as err:
+                raise ValueError(f"{option}: {err}") from None
 
 
 def build_cli(args: list[str] | dict[str, Any] | None = None, run: bool = True,

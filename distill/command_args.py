@@ -56,9 +56,11 @@ def complexity_parser() -> argparse.ArgumentParser:
     parser = command_parser("complexity", description=(
         "Params, MACs (fvcore and the competition's counter) and the rules verdict.\n\n"
         "    distill complexity --all            # every student preset\n"
-        "    distill complexity --model tiny --size 80"))
-    parser.add_argument("--model", default="tiny", help="a student preset (distill.models.list_models('student')) "
-                                                        "or a model name")
+        "    distill complexity --model tiny --size 80\n"
+        "    distill complexity runs/demo/student_kd/seed_0/model.pt   # a trained model, as it is deployed"))
+    parser.add_argument("model_file", nargs="?", type=Path, help=MODEL_FILE)
+    parser.add_argument("--model", default="tiny", help="a student preset (distill.models.list_models('student')), "
+                                                        "a model name, or a trained model file")
     parser.add_argument("--size", type=int, default=None, help="input size in px (default: the model's own)")
     parser.add_argument("--num-classes", type=int, default=9)
     parser.add_argument("--width", type=float, default=None, help="width multiplier for a student preset")

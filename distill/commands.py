@@ -30,6 +30,19 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     return (FileNotFoundError, NotADirectoryError, ValueError, ImageLoadError, RuleViolationError, OutputInUseError)
 
 
+UNION_FAILED = "Does not validate against any of the Union subtypes"
+
+
+def one_cause(message: str) -> str:
+    """jsonargparse's failed-union report (a line per subtype tried, then the whole given value) reduced to the
+    causes that are not "it is not None either": for ``model: ...`` that is the one real error."""
+    if UNION_FAILED not in message:
+        return message
+    causes = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")
+              and "Expected a <class 'NoneType'>" not in line]
+    return "\n".join(causes) if causes else message
+
+
 def expected_error(err: BaseException) -> BaseException | None:
     """``err`` itself, or the expected error it was raised from (the Lightning CLI wraps some), or None."""
     known = expected_errors()
@@ -71,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         known = expected_error(err)
         if known is None or os.environ.get("DISTILL_VERBOSE"):
             raise
-        print(f"distill {argv[0]}: error: {known}\n(set DISTILL_VERBOSE=1 to see the traceback)", file=sys.stderr)
+        print(f"distill {argv[0]}: error: {one_cause(str(known))}\n(set DISTILL_VERBOSE=1 to see the traceback)",
+              file=sys.stderr)
         sys.exit(2)
 
 

@@ -22,10 +22,17 @@ _LOGGERS = ["lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities
             "lightning.pytorch.accelerators.cuda", "fvcore", "ptflops"]
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """``warning: <message>``: what the warning says, without the source file and line that raised it."""
+    return f"warning: {message}\n"
+
+
 def quiet_third_party() -> None:
-    """Hide Lightning's hardware/tip notices and known library warnings, unless ``DISTILL_VERBOSE`` is set."""
+    """Hide Lightning's hardware/tip notices and known library warnings, and print the others as one plain
+    ``warning: ...`` line, unless ``DISTILL_VERBOSE`` is set."""
     if os.environ.get("DISTILL_VERBOSE"):
         return
+    warnings.formatwarning = one_line_warning
     for category, message, module in _WARNINGS:
         warnings.filterwarnings("ignore", category=category, message=message, module=module)
     for name in _LOGGERS:
@@ -39,6 +46,16 @@ def say(message: str) -> None:
 
     if getattr(rank_zero_only, "rank", 0) == 0:
         print(message, flush=True)
+
+
+_SAID: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """``say`` a message the first time only (a setting that every stage of a pipeline resolves the same way)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        say(message)
 
 
 def duration(seconds: float) -> str:

@@ -85,6 +85,15 @@ def run(args: argparse.Namespace) -> None:
     """``distill export`` (arguments: ``distill.command_args.export_parser``)."""
     model, meta = load_trained(args.model)
     report = export_student(model, args.out, sample_inputs(model, args.data, meta["base_size"]), args.atol)
-    print(json.dumps(asdict(report), indent=2))
+    out = Path(args.out)
+    verdict = "ok" if not report.rule_violations_after else "; ".join(report.rule_violations_after)
+    print(f"exported (BN folded): {report.macs_competition_after:,} MACs by the competition's counter (the scored "
+          f"count; fvcore {report.macs_fvcore_after:,}), rules {verdict}, largest output difference "
+          f"{max(d for d in (report.fused_max_abs_diff, report.onnx_max_abs_diff) if d is not None):.1e}"
+          + ("" if report.same_predictions else ", PREDICTIONS DIFFER")
+          + f"; wrote {out / 'student_fused.pt'}" + (f", {report.onnx}" if report.onnx else "")
+          + f" and {out / 'export.json'}")
+    for note in report.notes:
+        print(f"note: {note}")
     if report.notes and any("differ" in n for n in report.notes):
         raise SystemExit(1)

@@ -208,9 +208,9 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     members = summary.get("teacher_members_f1") or []
     print(f"teacher val macro F1      : {summary['teacher_f1']:.4f}"
           + (f" (ensemble of {len(members)}; each {_rounded(members)})" if len(members) > 1 else ""))
-    print(f"student (KD) val macro F1 : {summary['student_kd_f1']:.4f}  per seed {summary['student_kd_f1_per_seed']}")
+    print(f"student (KD) val macro F1 : {summary['student_kd_f1']:.4f}  per seed {_rounded(summary['student_kd_f1_per_seed'])}")
     if summary["student_ce_f1"] is not None:
-        print(f"student (no teacher) F1   : {summary['student_ce_f1']:.4f}  per seed {summary['student_ce_f1_per_seed']}")
+        print(f"student (no teacher) F1   : {summary['student_ce_f1']:.4f}  per seed {_rounded(summary['student_ce_f1_per_seed'])}")
     if summary["student_kd_holdout_f1"] is not None:
         print(f"held-out macro F1         : teacher {summary['teacher_holdout_f1']:.4f}, student (KD) "
               f"{summary['student_kd_holdout_f1']:.4f} per seed {_rounded(summary['student_kd_holdout_f1_per_seed'])}")
@@ -237,8 +237,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     seconds = summary["seconds"]
     print(f"stage seconds             : teacher {seconds['teacher']:.0f}, teacher-output cache "
           f"{seconds['teacher_cache']:.0f} (fill {seconds['teacher_cache_fill']:.0f}), "
-          f"KD {[round(s) for s in seconds['student_kd']]}, "
-          f"no teacher {[round(s) for s in seconds['student_ce']]}")
+          f"KD {', '.join(f'{s:.0f}' for s in seconds['student_kd'])}"
+          + (f", no teacher {', '.join(f'{s:.0f}' for s in seconds['student_ce'])}" if seconds['student_ce'] else ""))
     print(f"student model             : {summary['selected_student']}")
     print(f"submission                : {summary['submission']}")
     print(f"summary                   : {out / 'summary.json'}")

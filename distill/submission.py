@@ -147,6 +147,8 @@ class SubmissionWriter(BasePredictionWriter):
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
         for name in OUTPUTS:  # this run's files are complete: the set-aside ones are not needed any more
             (out / f"{name}.previous").unlink(missing_ok=True)
+        say(f"predicted {len(rows)} images ({complexity['macs_competition']:,} MACs by the competition's counter); "
+            f"wrote {self.written} and {out / 'report.json'}")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """A predict that failed (even in the data module's setup, before ``on_predict_start``) leaves no

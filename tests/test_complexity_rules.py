@@ -98,3 +98,21 @@ def test_foreign_library_module_is_caught_torchvision_is_not():
 def test_forward_failure_is_reported():
     problems = check_rules(hand_net(), 16)  # its Linear expects the 8 px feature map
     assert any("forward pass fails at input 16x16" in p for p in problems)
+
+
+def test_complexity_of_a_trained_model_file(tmp_path, capsys):
+    """``distill complexity model.pt`` (or ``--model model.pt``) counts the file's model as deployed, with its own
+    classes and input size."""
+    from distill.models import create_model
+    from distill.models.students import student_spec
+
+    from distill.checkpoint import save_trained
+    from distill.command_args import PARSERS
+    from distill.competition import run
+
+    trained = create_model("tiny_orepa", 6)
+    path = save_trained(tmp_path / "model.pt", trained, student_spec("tiny_orepa").to_dict(), 6)
+    for argv in ([str(path)], ["--model", str(path)]):
+        run(PARSERS["complexity"]().parse_args(argv))
+        row = capsys.readouterr().out.splitlines()[1].split()
+        assert row[0] == str(path) and row[1] == "64" and row[3:] == ["911,360", "911,366", "ok"]

@@ -406,3 +406,36 @@ def test_a_fill_in_two_processes_writes_what_one_writes_and_sigterm_stops_both(f
     assert stopped.complete()
     assert np.allclose(np.load(stopped.logits_file), np.load(whole.logits_file), atol=1e-5)
     assert np.array_equal(np.load(stopped.views_file), np.load(whole.views_file))
+
+
+def test_the_distill_command_prints_a_warning_as_one_plain_line(tmp_path):
+    """A warning reaches a user of the command as ``warning: <message>``, not as a source path, line number and the
+    line of code that raised it; DISTILL_VERBOSE=1 keeps Python's full form."""
+    import subprocess
+
+    code = ("import warnings, distill.console as c\nc.quiet_third_party()\n"
+            "warnings.warn('skipped 1 unreadable image(s):\\n  a.jpg', UserWarning, stacklevel=1)\n")
+    env = {k: v for k, v in os.environ.items() if k != "DISTILL_VERBOSE"}
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stderr
+    assert plain == "warning: skipped 1 unreadable image(s):\n  a.jpg\n"
+    full = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "DISTILL_VERBOSE": "1"}).stderr
+    assert "UserWarning" in full and "<string>" in full
+
+
+def test_an_unknown_network_is_named_as_the_one_cause(tmp_path, capsys):
+    """A mistyped network name fails with that name and the registered ones: before any stage in the pipeline, and
+    in ``distill fit`` without jsonargparse's report of every Union subtype it tried."""
+    from distill.stages import check_stages
+
+    root = make_demo_dataset(tmp_path / "data", per_class=4, test_images=1, seed=0, min_side=20, max_side=30)
+    teacher = [{"data": {"root": str(root)}, "model": {"init_args": {"net": "efficientnet_b9"}}}]
+    student = {"data": {"root": str(root)}, "model": {"init_args": {"teacher": {"name": "efficientnet_b9"}}}}
+    with pytest.raises(ValueError, match="model.init_args.net: unknown model 'efficientnet_b9'; registered: "):
+        check_stages(Recipe.find("demo"), teacher, student)
+    with pytest.raises(SystemExit) as stop:
+        distill_main(["fit", "--config", str(Recipe.shipped() / "base" / "student.yaml"), "--data.root", str(root),
+                      "--model.init_args.student", "tiny_x", "--trainer.max_epochs", "1"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "unknown model 'tiny_x'" in err.splitlines()[0]
+    assert "Union" not in err and "Given value" not in err

@@ -3,6 +3,7 @@ MAC counter, and the rules the submitted model must obey.
 
     distill complexity --all            # every student preset: params, both MAC counts, rules verdict
     distill complexity --model tiny --size 80
+    distill complexity runs/demo/student_kd/seed_0/model.pt
 """
 from __future__ import annotations
 
@@ -39,16 +40,23 @@ def describe(model: nn.Module, input_size: int) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> None:
     """``distill complexity`` (arguments: ``distill.command_args.complexity_parser``)."""
+    from pathlib import Path
+
+    from distill.checkpoint import load_trained
     from distill.models import create_model, list_models
 
-    names = list_models("student") if args.all else [args.model]
+    model_file = args.model_file or (Path(args.model) if Path(args.model).is_file() else None)
+    names = [str(model_file)] if model_file else list_models("student") if args.all else [args.model]
     print(f"{'model':<20}{'size':>6}{'params':>10}{'fvcore MACs':>14}{'ptflops MACs':>14}  rules")
     for name in names:
-        try:
-            model = create_model(name, args.num_classes, input_size=args.size, width=args.width)
-        except ValueError as err:
-            raise ValueError(f"--model {name}: {err}") from None
-        size = model.preprocess.input_size
+        if model_file is not None:  # as trained: its own classes and input size
+            model = load_trained(model_file)[0]
+        else:
+            try:
+                model = create_model(name, args.num_classes, input_size=args.size, width=args.width)
+            except ValueError as err:
+                raise ValueError(f"--model {name}: {err}") from None
+        size = args.size or model.preprocess.input_size
         d = describe(model, size)
         verdict = "ok" if not d["rule_violations"] else "; ".join(d["rule_violations"])
         print(f"{name:<20}{size:>6}{d['params']:>10,}{d['macs_fvcore']:>14,}{d['macs_competition']:>14,}  {verdict}")
