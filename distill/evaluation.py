@@ -31,6 +31,33 @@ def predict_labels(model: nn.Module, dataset: Dataset, batch_size: int = 128) ->
     return torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
 
 
+@dataclass(frozen=True)
+class FilePrediction:
+    path: str
+    label: str  # the predicted class name
+    probability: float  # the softmax probability of that class
+
+
+@torch.no_grad()
+def predict_files(model_file: str | Path, paths: list[str | Path], batch_size: int = 64) -> list[FilePrediction]:
+    """The class of each image file by a trained model file (``model.pt`` or a ``.ckpt``): the training path from
+    file to input at the base size the file records (``distill.preprocess``), one forward pass per image."""
+    from distill.checkpoint import load_trained
+    from distill.preprocess import preprocess_files
+
+    model, meta = load_trained(model_file)
+    names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
+    base_size = meta.get("base_size") or model.preprocess.input_size
+    model.eval()
+    out: list[FilePrediction] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        probs = model(preprocess_files(chunk, base_size, model.preprocess)).softmax(1)
+        best, index = probs.max(1)
+        out += [FilePrediction(str(p), names[int(i)], float(b)) for p, i, b in zip(chunk, index, best)]
+    return out
+
+
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
     """Macro F1 as the training metrics compute it (torchmetrics)."""
     return float(multiclass_f1_score(torch.as_tensor(preds), torch.as_tensor(labels), num_classes, average="macro"))

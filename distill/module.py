@@ -65,7 +65,9 @@ class TrainingModule(L.LightningModule):
         optimizer: ``adamw`` or ``sgd``; lr, weight_decay; schedule: ``cosine`` (with ``warmup_epochs``),
             ``onecycle`` or ``none``.
         mixup: mix each training batch with a shuffled copy of itself, weight ~ Beta(mixup, mixup); 0 = off.
-        class_counts, class_names: from the data module (class weights, per-class metrics).
+        class_counts, class_names: training images per class (class weights of the label loss) and the class names
+            (per-class metrics, checked against a checkpoint's); the CLI links them from the data module, and in plain
+            use ``setup`` takes them from the trainer's data module when they are not given.
     """
 
     net_option = "net"  # the argument's name in error messages
@@ -114,6 +116,21 @@ class TrainingModule(L.LightningModule):
             raise ValueError(f"lr must be > 0, got {hp.lr}")
         if hp.class_counts is not None and len(hp.class_counts) != hp.num_classes:
             raise ValueError(f"class_counts has {len(hp.class_counts)} entries for num_classes={hp.num_classes}")
+
+    def setup(self, stage: str) -> None:
+        """Class names and counts from the trainer's data module where none were given (``num_classes`` must match)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(datamodule, "class_names", None)
+        if names is None:
+            return
+        if len(names) != self.hparams.num_classes:
+            raise ValueError(f"num_classes={self.hparams.num_classes}, but the data module has {len(names)} classes "
+                             f"{list(names)}")
+        if self.hparams.class_names is None:
+            self.hparams.class_names = list(names)
+        if self.hparams.class_counts is None and stage == "fit":
+            self.hparams.class_counts = list(datamodule.class_counts)
+            self.label_loss.set_class_counts(self.hparams.class_counts)
 
     # ------------------------------------------------------------------ steps
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -254,8 +271,9 @@ class DistillModule(TrainingModule):
             ``nn.Module`` with a ``.preprocess``, or None. Built when fitting starts; never checkpointed.
             Its logits come from the batch when the teacher-output cache replays them, else it runs online.
         distill_loss: a ``DistillLoss`` (``KD``, ``DKD``, ``DIST``, or any subclass by ``class_path``).
-        distill_weight: weight of the distillation terms in [0, 1]; the label terms get the rest.
-        Other arguments: as ``TrainingModule``. With ``mixup`` the online teacher sees the mixed image.
+        distill_weight: weight of the distillation terms in [0, 1]; the label terms get the rest (0: labels alone,
+            the teacher's logits are never read).
+        The other arguments are ``TrainingModule``'s. With ``mixup`` the online teacher sees the mixed image.
     """
 
     net_option = "student"
@@ -263,8 +281,15 @@ class DistillModule(TrainingModule):
     def __init__(self, num_classes: int, student: str | dict | nn.Module = "tiny",
                  teacher: TeacherSpec | nn.Module | None = None,
                  distill_loss: DistillLoss = DEFAULT_DISTILL_LOSS, distill_weight: float = 0.9,
-                 **kwargs: Any):
-        super().__init__(num_classes, net=student, **kwargs)
+                 input_size: int | None = None, width: float | None = None, weights: str | None = None,
+                 detail_size: int | None = None, label_loss: LabelLoss = DEFAULT_LABEL_LOSS,
+                 optimizer: Optimizer = "adamw", lr: float = 3e-3, weight_decay: float = 5e-4,
+                 schedule: Schedule = "cosine", warmup_epochs: int = 1, mixup: float = 0.0,
+                 class_counts: list[int] | None = None, class_names: list[str] | None = None):
+        super().__init__(num_classes, net=student, input_size=input_size, width=width, weights=weights,
+                         detail_size=detail_size, label_loss=label_loss, optimizer=optimizer, lr=lr,
+                         weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, mixup=mixup,
+                         class_counts=class_counts, class_names=class_names)
         if not 0 <= distill_weight <= 1:
             raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
         self.distill_loss, self.distill_weight = own(distill_loss, DEFAULT_DISTILL_LOSS), distill_weight
@@ -300,6 +325,7 @@ class DistillModule(TrainingModule):
         self.teacher_released = True
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage == "fit":
             self.build_teacher()
 

@@ -302,3 +302,36 @@ def test_logged_training_loss_is_the_epochs_batch_weighted_mean(demo_root, tmp_p
     expected = sum(loss * n for loss, n in record.steps) / sum(n for _, n in record.steps)
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(expected, rel=1e-5)
     assert 0 <= float(trainer.callback_metrics["train/f1"]) <= 1
+
+
+def test_the_api_example_runs_short(tmp_path):
+    """``examples/api_example.py`` (its short length, what a newcomer runs first) trains, writes a model file and
+    predicts image files with it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "api_example.py"
+    result = subprocess.run([sys.executable, str(example), "--out", str(tmp_path)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("student: 325,728 MACs") and "rules: ok" in line for line in lines)
+    assert sum(line.startswith("img_") and line.endswith(")") for line in lines) == 5
+    assert lines[-1] == f"wrote {tmp_path / 'model.pt'}" and (tmp_path / "model.pt").stat().st_size > 0
+
+
+def test_plain_lightning_use_takes_class_names_and_counts_from_the_data_module(demo_root):
+    """Without the CLI's linked arguments, ``setup`` reads the class names and counts of the trainer's data module:
+    the focal loss gets its class weights and a checkpoint records the names."""
+    from distill.losses.focal import class_alpha
+
+    dm = WasteDataModule(str(demo_root), image_size=48, batch_size=16)
+    module = DistillModule(dm.num_classes, student="nano", input_size=32, teacher=None)
+    assert module.hparams.class_names is None and module.label_loss.alpha is None
+    L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False).fit(module, dm)
+    assert module.hparams.class_names == dm.class_names and module.hparams.class_counts == dm.class_counts
+    assert torch.equal(module.label_loss.alpha, class_alpha(dm.class_counts, "effective"))
+    with pytest.raises(ValueError, match="num_classes=4, but the data module has 9 classes"):
+        L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False).fit(
+            DistillModule(4, student="nano", input_size=32, teacher=None), dm)
