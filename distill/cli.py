@@ -7,12 +7,9 @@
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402

@@ -5,9 +5,9 @@ Layout (the contract)::
     ROOT/train/<Class>/*.jpg   ROOT/val/<Class>/*.jpg   ROOT/test/NoLabel/*.jpg
 
 Class names come from the folders, sorted, and must be identical in ``train/`` and ``val/``.
-Batches are ``Batch`` dicts: ``image`` uint8 ``B x 3 x S x S`` at the base size ``S = image_size``,
-``label`` (``UNLABELED`` for images to predict) and ``index`` into the dataset; the teacher-output cache
-adds ``teacher_logits``. The training module resizes and normalises a view for each model.
+Batches are dicts of tensors with the batch first: ``image`` uint8 ``B x 3 x S x S`` at the base size
+``S = image_size``, ``label`` (int64, ``UNLABELED`` for images to predict) and ``index`` into the dataset; the
+teacher-output cache adds ``teacher_logits`` (float32 ``B x C``). The training module resizes and normalises a view for each model.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -36,15 +36,6 @@ ValMode = Literal["given", "merge"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 UNLABELED = -1
-
-
-class Batch(TypedDict, total=False):
-    """What a data loader yields (collated): every key is a tensor with the batch first."""
-
-    image: torch.Tensor  # uint8 B x 3 x S x S at the base size
-    label: torch.Tensor  # int64, UNLABELED for images to predict
-    index: torch.Tensor  # int64 position in the dataset
-    teacher_logits: torch.Tensor  # float32 B x C, only when replaying the teacher-output cache
 
 
 @dataclass(frozen=True)
@@ -368,10 +359,6 @@ class WasteDataModule(L.LightningDataModule):
         """Training images per class (after unreadable files are dropped, once set up)."""
         counts = Counter(s.label for s in self.train_samples)
         return [counts[i] for i in range(self.num_classes)]
-
-    @property
-    def num_skipped(self) -> int:
-        return len(self.skipped_files)
 
     # -- lightning hooks
     def setup(self, stage: str | None = None) -> None:

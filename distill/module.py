@@ -6,7 +6,7 @@
 - ``DistillModule``: a student, a frozen teacher and a distillation loss (without a teacher: the no-teacher
   baseline on labels alone).
 
-Batches are ``distill.data.Batch`` dicts of uint8 images at the run's base size; every network gets its
+Batches are dicts (``distill.data``) of uint8 images at the run's base size; every network gets its
 own view of the same (augmented) image through ``distill.preprocess.model_input``.
 """
 from __future__ import annotations

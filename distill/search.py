@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import itertools
 import json
 import random
@@ -123,8 +124,12 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    lines = [",".join(FIELDS)] + [",".join(str(r[f]) for f in FIELDS) for r in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    """The rows as CSV (``csv.DictWriter``: a value with a comma or quote is quoted), written atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def run_search(recipe: Recipe, teacher_weights: str, out: Path, data_root: str | None, grid: list[Candidate],

@@ -5,19 +5,15 @@ normalised with its own mean/std (``distill.preprocess.model_input``).
 """
 from __future__ import annotations
 
-import os
 import random
-from typing import Literal, get_args
+from typing import Literal
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # NO_ALBUMENTATIONS_UPDATE is set by the package (distill/__init__.py)
+import numpy as np
 
-import albumentations as A  # noqa: E402
-import numpy as np  # noqa: E402
-
-from distill.choices import check_choice  # noqa: E402
+from distill.choices import check_choice
 
 Augment = Literal["none", "light", "strong"]
-AUGMENTATIONS = get_args(Augment)
 
 
 def augmentation(preset: str) -> A.Compose:

@@ -19,7 +19,6 @@ from .common import Preprocess
 from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite, lite_weights_path
 from .registry import lookup, register_model
 
-LITE0 = "efficientnet_lite0"
 _LITE_IMAGENET = {"DEFAULT", "IMAGENET", "IMAGENET1K_V1"}
 
 

@@ -23,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 
 def _conv_bn_kernel(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (weight, bias) of ``bn(conv(x))`` in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return conv.weight * scale.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
+    """The (weight, bias) of ``bn(conv(x))`` in eval mode (torch's own conv + BN fusion)."""
+    weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
+                                        bn.bias)
+    return weight.detach(), bias.detach()
 
 
 class RepConvBN(nn.Module):

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .common import Preprocess
 from .registry import lookup, register_model
@@ -314,16 +315,6 @@ def student_spec(spec: str | dict | StudentSpec, input_size: int | None = None, 
     return resolved
 
 
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    fused.weight.data = conv.weight.detach() * scale.reshape(-1, 1, 1, 1)
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.data = (bias - bn.running_mean) * scale + bn.bias.detach()
-    return fused
-
-
 def fuse_bn(model: nn.Module) -> nn.Module:
     """Return an eval-mode copy where every ``Conv2d`` directly followed by a ``BatchNorm2d`` inside an
     ``nn.Sequential`` is replaced by one conv with bias (the BN becomes ``nn.Identity``)."""
@@ -335,7 +326,7 @@ def fuse_bn(model: nn.Module) -> nn.Module:
         for a, b in zip(names, names[1:]):
             conv, bn = module._modules[a], module._modules[b]
             if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats:
-                module._modules[a] = _fold(conv, bn)
+                module._modules[a] = fuse_conv_bn_eval(conv, bn)  # a plain nn.Conv2d with a bias
                 module._modules[b] = nn.Identity()
     return model
 

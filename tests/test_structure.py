@@ -139,7 +139,7 @@ LAYERS = [
     ("modules", ["distill.module", "distill.cache", "distill.callbacks", "distill.submission", "distill.export",
                  "distill.prune", "distill.report"]),
     ("cli", ["distill.cli"]),
-    ("stages", ["distill.recipe", "distill.stages", "distill.cache_stage"]),
+    ("stages", ["distill.recipe", "distill.fingerprint", "distill.stages", "distill.cache_stage"]),
     ("commands", ["distill.command_args", "distill.pipeline", "distill.search", "distill.commands",
                   "distill.__main__"]),
 ]

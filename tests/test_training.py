@@ -207,11 +207,27 @@ def test_mixup_of_identical_samples_equals_plain_loss(with_teacher):
     assert not torch.allclose(module.mixed_losses(varied, torch.arange(6))["loss"], plain["loss"])
 
 
-def test_mixup_trains_and_rejects_negative(demo_root, tmp_path):
+def test_mixup_trains_on_mixed_images_and_rejects_negative(demo_root, tmp_path):
     with pytest.raises(ValueError, match="mixup"):
         DistillModule(9, mixup=-1)
     _, trainer, _ = fit_module(demo_root, tmp_path, teacher=tiny_teacher(9), epochs=1, mixup=0.4)
     assert torch.isfinite(trainer.callback_metrics["train/loss"]) and "val/f1" in trainer.callback_metrics
+    # the student sees convex mixtures of the batch's images: of a black and a white one, shares that add to 1
+    module = DistillModule(2, student="nano", input_size=32, teacher=None, mixup=0.4)
+    seen = []
+    module.net.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    images = torch.stack([torch.zeros(3, 32, 32, dtype=torch.uint8), torch.full((3, 32, 32), 255, dtype=torch.uint8)])
+    batch = {"image": images, "label": torch.tensor([0, 1]), "index": torch.arange(2)}
+    module(images)
+    black, white = seen[0][0], seen[0][1]
+    mixed_both = False
+    for seed in range(10):
+        torch.manual_seed(seed)
+        assert torch.isfinite(module.training_step(batch, 0))
+        share = [float(((seen[-1][i] - black) / (white - black)).mean()) for i in range(2)]
+        assert share[0] + share[1] == pytest.approx(1.0, abs=1e-4)
+        mixed_both |= all(0.01 < v < 0.99 for v in share)
+    assert mixed_both
 
 
 class HalfKD(DistillLoss):
