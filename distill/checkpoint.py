@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from distill.models import Preprocess, create_model, read_state_dict, reparameterize
+from distill.models import DamagedFileError, Preprocess, create_model, load_file, reparameterize, state_dict_of
 
 
 def _umask() -> int:
@@ -58,18 +58,9 @@ def save_trained(path: str | Path, model: nn.Module, model_def: str | dict, num_
     return atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
-class DamagedFileError(ValueError):
-    """A model or checkpoint file that exists but cannot be read (truncated, overwritten, not a model file)."""
-
-
 def read_model_file(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` of a model file or checkpoint, with an error that names the file when it is damaged."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, garbage bytes, a pickle that is not plain data
-        raise DamagedFileError(f"model file {path} is damaged ({type(err).__name__}: {err}); delete it and rerun the "
-                               "command or stage that wrote it (the pipeline rebuilds a stage whose files fail to "
-                               "load)") from err
+    """A model file or checkpoint's contents (``distill.models.load_file``: an error names a damaged file)."""
+    data = load_file(path, "model file")
     if not isinstance(data, dict) or "state_dict" not in data:
         raise DamagedFileError(f"{path} is not a model file of this library (no state_dict): delete it or point "
                                "to the model.pt / .ckpt a stage wrote")
@@ -91,9 +82,7 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Returns ``(model in eval mode, metadata)``; the metadata always has ``input_size`` and ``base_size``
     (the input size when the file does not record one). Needs neither Lightning nor the teacher."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    data = read_model_file(path)
+    data = read_model_file(path)  # read once: the checkpoint's state dict below comes from the same contents
     if "state_dict" in data and "hyper_parameters" in data:  # Lightning checkpoint of a distill.module module
         hp = data["hyper_parameters"]
         if data.get("model_def") is None:
@@ -102,7 +91,7 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         meta = {"model": data["model_def"], "num_classes": hp["num_classes"],
                 "class_names": hp.get("class_names") or [], "input_size": data.get("input_size"),
                 "base_size": data.get("base_size"), "val_f1": selected_val_f1(data)}
-        state = read_state_dict(path)
+        state = state_dict_of(data, path)
     else:
         meta = {k: v for k, v in data.items() if k != "state_dict"}
         state = data["state_dict"]

@@ -306,7 +306,7 @@ def run_prune(stage: StageRecord, path: Path, macs: int, tolerance: float = 0.02
         say(f"[pipeline] reusing pruned model {path}")
     else:
         prune_file(stage.model_file, macs, path, tolerance)
-    definition = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    definition = read_model_file(path)["model"]
     return {"model": {"init_args": {"student": definition, "weights": str(path)}}}
 
 

@@ -5,14 +5,14 @@
 """
 from .common import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .factory import create_model, model_definition
-from .pretrained import classifier_name, load_weights_file, read_state_dict
+from .pretrained import DamagedFileError, classifier_name, load_file, load_weights_file, read_state_dict, state_dict_of
 from .pruned import layer_shapes, restore_shapes
 from .registry import UnknownModelError, is_registered, list_models, register_model
 from .students import BLOCKS, Stage, Student, StudentSpec, fuse_bn, reparameterize
 
 __all__ = [
     "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "create_model", "model_definition",
-    "classifier_name", "load_weights_file", "read_state_dict",
+    "DamagedFileError", "classifier_name", "load_file", "load_weights_file", "read_state_dict", "state_dict_of",
     "register_model", "list_models", "is_registered", "UnknownModelError",
     "BLOCKS", "Stage", "Student", "StudentSpec", "fuse_bn", "reparameterize", "layer_shapes", "restore_shapes",
 ]

@@ -45,17 +45,32 @@ def replace_head(model: nn.Module, num_classes: int) -> str:
     return name
 
 
+class DamagedFileError(ValueError):
+    """A model, checkpoint or weights file that exists but cannot be read (truncated, overwritten, not such a file)."""
+
+
+def load_file(path: str | Path, what: str = "weights file") -> object:
+    """``torch.load(weights_only=True)`` on the CPU: the one place a file of weights is read, with an error that
+    names the file when it is missing or damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, garbage bytes, a pickle that is not plain data
+        raise DamagedFileError(f"{what} {path} is damaged ({type(err).__name__}: {err}); delete it and rerun the "
+                               "command or stage that wrote it (the pipeline rebuilds a stage whose files fail to "
+                               "load)") from err
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a plain weights file, a library ``.pt`` export or a Lightning checkpoint (the trained
     network's keys, ``net.``/``student.`` prefix removed). Loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, garbage, or a pickle that is not plain data
-        raise ValueError(f"weights file {path} is damaged or not a weights file ({type(err).__name__}: {err}); "
-                         "delete it and rerun what wrote it") from err
+    return state_dict_of(load_file(path), path)
+
+
+def state_dict_of(data: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The network's state dict in loaded file contents (``read_state_dict`` without the read)."""
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
