@@ -1,281 +1,59 @@
-"""Waste-photo folders as a ``LightningDataModule``.
+"""Waste-photo folders as a ``LightningDataModule`` (``WasteDataModule``).
 
-Layout (the contract)::
-
-    ROOT/train/<Class>/*.jpg   ROOT/val/<Class>/*.jpg   ROOT/test/NoLabel/*.jpg
-
-Class names come from the folders, sorted, and must be identical in ``train/`` and ``val/``.
+The pieces it is made of, one job each: ``distill.layout`` (the folders on disk and their classes),
+``distill.splits`` (held-out and validation splits), ``distill.images`` (decoding, the image cache, datasets, batching).
 Batches are dicts of tensors with the batch first: ``image`` uint8 ``B x 3 x S x S`` at the base size
 ``S = image_size``, ``label`` (int64, ``UNLABELED`` for images to predict) and ``index`` into the dataset; the
-teacher-output cache adds ``teacher_logits`` (float32 ``B x C``). The training module resizes and normalises a view for each model.
+teacher-output cache adds ``teacher_logits`` (float32 ``B x C``). The training module resizes and normalises a view
+for each model. The names of those modules are importable from here too.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import warnings
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from distill.checkpoint import atomic_write_text
 from distill.choices import check_choice
 from distill.console import say
-from distill.preprocess import ImageLoadError, load_square
-from distill.transforms import Augment, augmentation, seed_pipeline
+from distill.images import (
+    ImageDataset,
+    _with_blanks,
+    cache_bytes,
+    collate,
+    decode_all,
+    files_key,
+    stack_views,
+)
+from distill.layout import (
+    IMAGE_EXTENSIONS,
+    UNLABELED,
+    ClassMismatchError,
+    Sample,
+    check_class_names,
+    list_classes,
+    list_images,
+    nested_images,
+    predict_samples,
+    read_layout,
+    scan_split,
+)
+from distill.preprocess import ImageLoadError
+from distill.splits import holdout_split, stratified_split
+from distill.transforms import Augment
+
+__all__ = ["WasteDataModule", "ImageDataset", "cache_bytes", "collate", "decode_all", "files_key", "stack_views",
+           "IMAGE_EXTENSIONS", "UNLABELED", "ClassMismatchError", "Sample", "check_class_names", "list_classes",
+           "list_images", "nested_images", "predict_samples", "read_layout", "scan_split", "holdout_split",
+           "stratified_split"]
 
 log = logging.getLogger(__name__)
 ValMode = Literal["given", "merge"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-UNLABELED = -1
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: Path
-    label: int  # UNLABELED for prediction images
-
-
-# ---------------------------------------------------------------- files and layout
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files in ``folder`` (not recursive), sorted by name; hidden and non-image files ignored."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def list_classes(split_dir: Path) -> list[str]:
-    """Sorted names of the non-hidden sub-folders of ``split_dir``."""
-    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def scan_split(split_dir: Path, class_names: list[str]) -> list[Sample]:
-    """Every image of ``split_dir/<Class>/`` labelled with the index of its class in ``class_names``."""
-    samples = []
-    for label, name in enumerate(class_names):
-        samples += [Sample(p, label) for p in list_images(split_dir / name)]
-    return samples
-
-
-def read_layout(root: str | Path) -> tuple[list[str], list[Sample], list[Sample]]:
-    """Parse ``root`` into (class names, train samples, val samples); raise a clear error on a bad layout."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data root not found: {root} (expected ROOT/train/<Class>/ and ROOT/val/<Class>/)")
-    train_dir, val_dir = root / "train", root / "val"
-    if not train_dir.is_dir():
-        raise FileNotFoundError(f"{train_dir} is missing: expected ROOT/train/<Class>/*.jpg")
-    classes = list_classes(train_dir)
-    if len(classes) < 2:
-        raise ValueError(f"{train_dir}: found {len(classes)} class folder(s) {classes}; need at least 2")
-    val: list[Sample] = []
-    if val_dir.is_dir():
-        val_classes = list_classes(val_dir)
-        if val_classes != classes:
-            only_train = sorted(set(classes) - set(val_classes))
-            only_val = sorted(set(val_classes) - set(classes))
-            raise ValueError(f"class folders differ between {train_dir} and {val_dir}: only in train: {only_train}, "
-                             f"only in val: {only_val}. Both splits must hold the same class folders.")
-        val = scan_split(val_dir, classes)
-    train = scan_split(train_dir, classes)
-    counts = Counter(s.label for s in train + val)
-    empty = [c for i, c in enumerate(classes) if counts[i] == 0]
-    if empty:
-        raise ValueError(f"{root}: class folder(s) with no images in train/ or val/: {empty}")
-    return classes, train, val
-
-
-def holdout_split(samples: list[Sample], root: Path, fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Carve a held-out split off ``samples``: in each class, the ``round(fraction * n_c)`` images first in
-    the order of ``sha256(seed | path relative to root)``. Returns (kept, held out).
-
-    Whether an image is held out depends only on its own path, its class and ``seed``: not on the run's
-    seed, ``val_mode`` or the other stages, so the teacher, every student and every seed hold out the same
-    images (and adding an image elsewhere moves at most one image of its class)."""
-    if not 0 <= fraction < 1:
-        raise ValueError(f"data.holdout_fraction must be in [0, 1), got {fraction}")
-    if fraction == 0:
-        return list(samples), []
-
-    def rank(sample: Sample) -> str:
-        relative = sample.path.relative_to(root).as_posix()
-        return hashlib.sha256(f"{seed}|{relative}".encode()).hexdigest()
-
-    held: set[Path] = set()
-    for label in sorted({s.label for s in samples}):
-        members = sorted((s for s in samples if s.label == label), key=rank)
-        n = int(round(fraction * len(members)))
-        held.update(s.path for s in members[: min(n, len(members) - 1)])
-    return [s for s in samples if s.path not in held], sorted((s for s in samples if s.path in held),
-                                                                key=lambda s: (s.label, s.path))
-
-
-class ClassMismatchError(ValueError):
-    """A trained model whose class names (or their order) differ from a data root's class folders."""
-
-
-def check_class_names(trained_on: list[str] | None, here: list[str] | None, root: str | Path | None = None) -> None:
-    """Stop when a model trained on ``trained_on`` meets a data root whose class folders are ``here``: every
-    prediction would carry another class's name (or the weights would not even fit)."""
-    if trained_on and here and list(trained_on) != list(here):
-        raise ClassMismatchError(
-            f"the model was trained on {len(trained_on)} classes {list(trained_on)}, but the class folders of "
-            f"{root or 'the data root'} are {list(here)}"
-            + (" (the same names in another order)" if sorted(trained_on) == sorted(here) else "")
-            + ": use the data root it was trained on, or give its class folders the same names")
-
-
-def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded stratified split of indices: ``round(fraction * n_c)`` of each class (at least 1 when the
-    class has 2 or more images) go to the second list."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    by_class: dict[int, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    for label in sorted(by_class):
-        idx = np.array(by_class[label])
-        rng.shuffle(idx)
-        n_val = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            n_val = min(max(n_val, 1), len(idx) - 1)
-        else:
-            n_val = 0
-        val_idx += idx[:n_val].tolist()
-        train_idx += idx[n_val:].tolist()
-    return sorted(train_idx), sorted(val_idx)
-
-
-# ---------------------------------------------------------------- datasets
-
-class ImageDataset(Dataset):
-    """Samples -> ``{"image": uint8 3xSxS tensor, "label", "index"}``; optionally backed by a decoded-image cache."""
-
-    def __init__(self, samples: list[Sample], size: int, augment: str = "none", keep_aspect: bool = True,
-                 cache: "np.ndarray | None" = None, blank: set[int] | None = None):
-        self.samples = samples
-        self.size = size
-        self.keep_aspect = keep_aspect
-        self.augment_name = augment
-        self.augment = augmentation(augment)
-        self.cache = cache
-        self.blank = blank or set()  # indices served as black images (unreadable, predict_fallback)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def base_image(self, index: int) -> np.ndarray:
-        if index in self.blank:
-            return np.zeros((self.size, self.size, 3), np.uint8)
-        if self.cache is not None:
-            return self.cache[index]
-        return load_square(self.samples[index].path, self.size, self.keep_aspect)
-
-    def view(self, index: int, seed: int | None) -> torch.Tensor:
-        """Image ``index`` augmented with the pipeline seeded by ``seed`` (same seed, same pixels): uint8
-        ``3 x S x S`` with channels-last strides (the decoded H x W x 3 bytes, not copied into planes:
-        ``stack_views`` batches them with one copy, in the layout the models take)."""
-        image = self.base_image(index)
-        if self.augment_name != "none" and seed is not None:
-            seed_pipeline(self.augment, int(seed))
-            image = self.augment(image=image)["image"]
-        if not image.flags.writeable:  # a read-only memory-mapped cache row
-            image = np.array(image)
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-
-    def __getitem__(self, index: int) -> dict:
-        # albumentations keeps its own RNG: seed it from torch's, which Lightning seeds per worker.
-        seed = int(torch.randint(0, 2**31 - 1, ()).item()) if self.augment_name != "none" else None
-        return {"image": self.view(index, seed), "label": self.samples[index].label, "index": index}
-
-
-def stack_views(views: list[torch.Tensor]) -> torch.Tensor:
-    """``3 x S x S`` images -> a channels-last ``B x 3 x S x S`` batch: stacked as ``S x S x 3`` (one plain
-    copy for views from ``ImageDataset.view``) instead of being transposed into planes one by one."""
-    return torch.stack([v.permute(1, 2, 0) for v in views]).permute(0, 3, 1, 2)
-
-
-def collate(items: list[dict] | dict) -> dict:
-    """``default_collate`` with the images batched by ``stack_views``; a batch a dataset fetched whole
-    (``__getitems__``, already a dict of batched tensors) passes as it is."""
-    if isinstance(items, dict):
-        return items
-    images = stack_views([item["image"] for item in items])
-    rest = default_collate([{k: v for k, v in item.items() if k != "image"} for item in items])
-    return {"image": images, **rest}
-
-
-def cache_bytes(n_images: int, size: int) -> int:
-    """Memory an image cache of ``n_images`` at ``size`` px takes (uint8 RGB)."""
-    return n_images * size * size * 3
-
-
-def files_key(samples: list[Sample], definitions: dict) -> str:
-    """The key of a cache made from ``samples``: every file's content and label, in order, and every resolved
-    definition the cached values depend on (``definitions``, serialised as sorted JSON). The image cache and the
-    teacher-output cache both use it. Content, not path or modification time: a dataset copied, moved or
-    re-extracted keeps its caches, and an image edited in place invalidates them."""
-    digest = hashlib.sha256(json.dumps(definitions, sort_keys=True, default=str).encode())
-    for s in samples:
-        try:
-            digest.update(hashlib.sha256(s.path.read_bytes()).digest())
-        except OSError as err:  # decoding reports (and skips) the file; the key only has to differ from readable
-            digest.update(f"unreadable: {err.strerror}".encode())
-        digest.update(f"|{s.label}\n".encode())  # readable files hash as before the unreadable case existed
-    return digest.hexdigest()
-
-
-def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str, keep: bool = True,
-               disk_dir: str | Path | None = None) -> tuple["np.ndarray | None", list[int], dict[str, str]]:
-    """Decode every sample once (with a progress bar). Returns (uint8 N x S x S x 3 cache of the readable
-    samples or None, indices of readable samples, {path: error message} of unreadable ones).
-
-    ``disk_dir``: memory-map the cache from a ``.npy`` file there (for data larger than RAM); a finished
-    file for the same images and settings is reused without decoding again."""
-    from tqdm.auto import tqdm
-
-    index_file = None
-    if keep and disk_dir is not None:
-        key = files_key(samples, {"size": size, "keep_aspect": keep_aspect, "loader": "load_square v1"})[:24]
-        disk_dir = Path(disk_dir)
-        disk_dir.mkdir(parents=True, exist_ok=True)
-        array_file, index_file = disk_dir / f"images_{key}.npy", disk_dir / f"images_{key}.json"
-        if index_file.exists() and array_file.exists():
-            meta = json.loads(index_file.read_text())
-            return np.load(array_file, mmap_mode="r"), meta["good"], meta["errors"]
-        cache = np.lib.format.open_memmap(array_file, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3))
-    else:
-        cache = np.empty((len(samples), size, size, 3), dtype=np.uint8) if keep else None
-    good: list[int] = []
-    errors: dict[str, str] = {}
-    for i, sample in enumerate(tqdm(samples, desc=desc, unit="img", leave=False)):
-        try:
-            image = load_square(sample.path, size, keep_aspect)
-        except ImageLoadError as err:
-            errors[str(sample.path)] = str(err)
-            continue
-        if cache is not None:
-            cache[len(good)] = image
-        good.append(i)
-    if index_file is not None:
-        cache.flush()
-        atomic_write_text(index_file, json.dumps({"good": good, "errors": errors}))  # last: marks it complete
-    if cache is not None:
-        cache = cache[: len(good)]
-    return cache, good, errors
-
-
-# ---------------------------------------------------------------- datamodule
 
 class WasteDataModule(L.LightningDataModule):
     """Train/val/predict data for the ``ROOT/{train,val,test/NoLabel}`` layout.
@@ -459,34 +237,3 @@ class WasteDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_set, shuffle=False)
-
-
-def _with_blanks(cache, samples: list[Sample], errors: dict[str, str], size: int):
-    """Re-index a cache of the readable images to all ``samples`` (unreadable rows black)."""
-    if cache is None:
-        return None
-    full = np.zeros((len(samples), size, size, 3), np.uint8)
-    good = [i for i, s in enumerate(samples) if str(s.path) not in errors]
-    full[good] = cache
-    return full
-
-
-def predict_samples(folder: Path) -> list[Sample]:
-    """Every image of ``folder``, sorted by file name, unlabelled. Images in sub-folders are not predicted
-    (a submission row is a bare file name); ``nested_images`` lists them so the caller can say so."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"prediction folder not found: {folder} (expected ROOT/test/NoLabel/ or set predict_dir)")
-    images = list_images(folder)
-    if not images:
-        nested = nested_images(folder)
-        raise FileNotFoundError(f"no images in prediction folder {folder}"
-                                + (f" ({len(nested)} in its sub-folders, e.g. {nested[0]}: move them up)" if nested else ""))
-    return [Sample(p, UNLABELED) for p in images]
-
-
-def nested_images(folder: Path) -> list[Path]:
-    """Image files in the sub-folders of ``folder`` (any depth; hidden ones ignored), sorted."""
-    return sorted(p for p in Path(folder).rglob("*")
-                  if p.is_file() and p.parent != Path(folder) and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))

@@ -16,7 +16,7 @@ from torch import nn
 from distill.checkpoint import atomic_write, atomic_write_text, load_trained
 from distill.competition import check_rules, competition_macs
 from distill.complexity import count_macs
-from distill.data import read_layout
+from distill.layout import read_layout
 from distill.models import fuse_bn
 from distill.preprocess import preprocess_files
 from distill.runtime import ONNX_OPSET, onnx_session, to_onnx

@@ -25,7 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from distill.checkpoint import selected_val_f1
 from distill.choices import check_choice
-from distill.data import check_class_names
+from distill.layout import check_class_names
 from distill.losses import KD, DistillLoss, Focal, LabelLoss, Terms
 from distill.models import create_model, model_definition
 from distill.preprocess import channels_last, model_input, unit_float

@@ -246,7 +246,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 def check_data_root(root: str | None) -> None:
     """The data root's layout (``ROOT/train/<Class>/``...), checked before the output folder is made."""
-    from distill.data import read_layout
+    from distill.layout import read_layout
 
     if root is None:
         raise ValueError("no data root: give --data-root or set data.root in the recipe's student.yaml")

@@ -27,7 +27,8 @@ from torchmetrics.classification import (
 from distill.checkpoint import atomic_write_text, load_trained
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import say
-from distill.data import WasteDataModule, check_class_names
+from distill.data import WasteDataModule
+from distill.layout import check_class_names
 from distill.preprocess import model_input
 
 

@@ -208,14 +208,14 @@ def test_disk_image_cache_matches_ram_and_is_reused(demo_root, tmp_path, monkeyp
     ram.setup("fit"), disk.setup("fit")
     assert isinstance(disk.train_set.cache, np.memmap)
     assert all(torch.equal(ram.train_set[i]["image"], disk.train_set[i]["image"]) for i in range(len(ram.train_set)))
-    import distill.data
+    import distill.images
     import distill.preprocess
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(distill.preprocess, "load_square", no_decoding)
-    monkeypatch.setattr(distill.data, "load_square", no_decoding)
+    monkeypatch.setattr(distill.images, "load_square", no_decoding)
     again = WasteDataModule(str(demo_root), image_size=32, augment="none", image_cache_dir=str(tmp_path / "imgs"))
     again.setup("fit")
     assert torch.equal(again.train_set[3]["image"], ram.train_set[3]["image"])

@@ -133,7 +133,8 @@ def test_every_module_imports_alone_and_changes_no_global_state():
 LAYERS = [
     ("networks", ["distill.models"]),
     ("data and losses", ["distill.choices", "distill.console", "distill.checkpoint", "distill.precision",
-                         "distill.preprocess", "distill.transforms", "distill.data", "distill.losses",
+                         "distill.preprocess", "distill.transforms", "distill.layout", "distill.splits",
+                         "distill.images", "distill.data", "distill.losses",
                          "distill.evaluation", "distill.stopping", "distill.runtime", "distill.teacher",
                          "distill.complexity", "distill.competition", "distill.demo"]),
     ("modules", ["distill.module", "distill.cache", "distill.callbacks", "distill.submission", "distill.export",

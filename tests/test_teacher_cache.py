@@ -97,13 +97,13 @@ def test_changing_a_presets_definition_refills_the_cache(fresh_demo, tmp_path, m
     """The key holds what the augmentation does, not its name: a redefined ``strong`` gets a new cache."""
     import albumentations as A
 
-    import distill.data
+    import distill.images
 
     _, ds = train_set(fresh_demo)
     teacher = make_teacher(0)
     old = filled(teacher, ds, tmp_path)
     assert old.complete()
-    monkeypatch.setattr(distill.data, "augmentation", lambda name: A.Compose([A.HorizontalFlip(p=1.0)]))
+    monkeypatch.setattr(distill.images, "augmentation", lambda name: A.Compose([A.HorizontalFlip(p=1.0)]))
     _, redefined = train_set(fresh_demo)
     assert redefined.augment_name == ds.augment_name == "strong"
     new = ViewCache(teacher, redefined, tmp_path, 2, num_classes=9, student_size=24)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from distill.cache.store import ViewCache, _Progress, complete, job_share
 from distill.cache.views import ViewRecord, render_view
 from distill.console import duration, say
-from distill.data import ImageDataset, stack_views
+from distill.images import ImageDataset, stack_views
 from distill.preprocess import model_input, resize_uint8
 from distill.runtime import OnnxForward, onnx_session, to_onnx
 from distill.stopping import StopRequested, stop_requests

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from distill.cache.views import ViewRecord, render_view
-from distill.data import ImageDataset, collate
+from distill.images import ImageDataset, collate
 
 
 class CachedViews(Dataset):

@@ -16,7 +16,7 @@ from distill.cache.views import MixSpec, ViewRecord, draw_views
 from distill.checkpoint import atomic_write, atomic_write_text
 from distill.choices import check_choice
 from distill.console import say
-from distill.data import ImageDataset, files_key
+from distill.images import ImageDataset, files_key
 from distill.teacher import FrozenTeacher
 from distill.transforms import definition
 

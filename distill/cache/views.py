@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from distill.choices import check_choice
-from distill.data import ImageDataset
+from distill.images import ImageDataset
 
 MixMode = Literal["none", "mixup", "cutmix", "both"]
 
