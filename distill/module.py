@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -28,12 +28,9 @@ from distill.choices import check_choice
 from distill.layout import check_class_names
 from distill.losses import KD, DistillLoss, Focal, LabelLoss, Terms
 from distill.models import create_model, model_definition
+from distill.optim import Optimizer, Schedule, optimizer_and_schedule
 from distill.preprocess import channels_last, model_input, unit_float
 from distill.teacher import FrozenTeacher, TeacherSpec
-
-Optimizer = Literal["adamw", "sgd"]
-Schedule = Literal["cosine", "onecycle", "none"]
-
 
 # Defaults shown in the CLI's config; a module given one gets a fresh instance of its own (a default
 # argument object is shared by every call, and losses hold state: class weights, DKD's epoch).
@@ -214,27 +211,9 @@ class TrainingModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         hp = self.hparams
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": hp.weight_decay},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True)
-        else:
-            # fused: one kernel for every parameter's update (the step of a tiny student is mostly per-tensor overhead)
-            fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
-            opt = torch.optim.AdamW(groups, lr=hp.lr, fused=fused or None)
-        if hp.schedule == "none":
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        if hp.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total)
-        else:  # linear warm-up (step s: (s + 1) / warm), then cosine to zero, stepped every batch
-            per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-            warm = min(hp.warmup_epochs * per_epoch, total // 2)
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warm))
-            sched = cosine if warm == 0 else torch.optim.lr_scheduler.SequentialLR(
-                opt, [torch.optim.lr_scheduler.LinearLR(opt, 1 / warm, 1.0, max(1, warm - 1)), cosine], milestones=[warm])
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return optimizer_and_schedule([p for p in self.net.parameters() if p.requires_grad], hp.optimizer, hp.lr,
+                                      hp.weight_decay, hp.schedule, hp.warmup_epochs,
+                                      int(self.trainer.estimated_stepping_batches), self.trainer.max_epochs)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -134,7 +134,7 @@ LAYERS = [
     ("networks", ["distill.models"]),
     ("data and losses", ["distill.choices", "distill.console", "distill.checkpoint", "distill.precision",
                          "distill.preprocess", "distill.transforms", "distill.layout", "distill.splits",
-                         "distill.images", "distill.data", "distill.losses",
+                         "distill.images", "distill.data", "distill.losses", "distill.optim",
                          "distill.evaluation", "distill.stopping", "distill.runtime", "distill.teacher",
                          "distill.complexity", "distill.competition", "distill.demo"]),
     ("modules", ["distill.module", "distill.cache", "distill.callbacks", "distill.submission", "distill.export",
