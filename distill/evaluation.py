@@ -152,3 +152,14 @@ def compare_scored(runs_a: list[ScoredImages], runs_b: list[ScoredImages], what:
                                   first.num_classes)
     return {**asdict(comparison), "images": len(first.labels),
             f"{name_a}_f1_per_seed": [r.f1 for r in runs_a], f"{name_b}_f1_per_seed": [r.f1 for r in runs_b]}
+
+
+def compare_files(kd: list[tuple[str | Path | None, ...]], ce: list[tuple[str | Path | None, ...]],
+                  what: str) -> dict[str, Any] | None:
+    """KD minus no teacher over the per-image prediction files of each seed's run (a tuple of files per run, read as
+    one set of images: e.g. its val and held-out files), seeds paired; None without both arms or with a file
+    missing (a run that did not score that split)."""
+    if not kd or not ce or any(f is None for run in kd + ce for f in run):
+        return None
+    runs = [ScoredImages.read(*run) for run in kd + ce]  # type: ignore[arg-type]
+    return compare_scored(runs[: len(kd)], runs[len(kd):], what, "kd", "ce")

@@ -87,11 +87,10 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
 
     from distill.checkpoint import atomic_write_text, load_trained
     from distill.competition import competition_score, describe
+    from distill.evaluation import compare_files
     from distill.precision import machine_info, resolve
     from distill.stages import (
         check_stages,
-        compare_on_holdout,
-        compare_on_unseen,
         run_cache,
         run_ensemble_eval,
         run_fit,
@@ -157,12 +156,17 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "student_ce_holdout_f1": _mean([r.holdout_f1 for r in ce if r.holdout_f1 is not None]),
         "student_kd_holdout_f1_per_seed": [r.holdout_f1 for r in kd],
         "student_ce_holdout_f1_per_seed": [r.holdout_f1 for r in ce],
-        "kd_minus_ce_holdout": compare_on_holdout(kd, ce),
+        "kd_minus_ce_holdout": compare_files([(r.holdout_file,) for r in kd], [(r.holdout_file,) for r in ce],
+                                             "held-out images"),
         "student_kd_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in kd],
         "student_ce_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in ce],
-        "kd_minus_ce_last_holdout": compare_on_holdout(kd, ce, last=True),
+        "kd_minus_ce_last_holdout": compare_files([(r.last_holdout_file,) for r in kd],
+                                                  [(r.last_holdout_file,) for r in ce], "held-out images"),
         # the last epochs on val + held-out images together (neither chose those weights): half the variance
-        "kd_minus_ce_last_unseen": compare_on_unseen(kd, ce),
+        # the last epochs on val + held-out together: neither split chose those weights; twice the images
+        "kd_minus_ce_last_unseen": compare_files([(r.last_val_file, r.last_holdout_file) for r in kd],
+                                                 [(r.last_val_file, r.last_holdout_file) for r in ce],
+                                                 "val and held-out images"),
         "student_kd_last_val_f1_per_seed": [r.last_val_f1 for r in kd],
         "student_ce_last_val_f1_per_seed": [r.last_val_f1 for r in ce],
         "teacher_view_f1": cache.teacher_view_f1 if cache else None,  # on the cached views the students train on

@@ -201,30 +201,6 @@ def evaluate_split(model: torch.nn.Module, datamodule: Any, split: str, path: Pa
     return f1, str(path)
 
 
-def compare_on_holdout(kd: list[StageRecord], ce: list[StageRecord], last: bool = False) -> dict[str, Any] | None:
-    """KD minus no teacher on the held-out split: seed means and a paired bootstrap interval over images, of
-    the selected checkpoints (or with ``last``, of the last epochs' weights)."""
-    from distill.evaluation import ScoredImages, compare_scored
-
-    files = [r.last_holdout_file if last else r.holdout_file for r in kd + ce]
-    if not kd or not ce or any(f is None for f in files):
-        return None
-    runs = [ScoredImages.read(f) for f in files]
-    return compare_scored(runs[: len(kd)], runs[len(kd):], "held-out images", "kd", "ce")
-
-
-def compare_on_unseen(kd: list[StageRecord], ce: list[StageRecord]) -> dict[str, Any] | None:
-    """KD minus no teacher, last epochs' weights, on the validation and held-out images together: neither split
-    chose those weights, and twice the images narrow the interval. Also each run's F1 on them."""
-    from distill.evaluation import ScoredImages, compare_scored
-
-    runs = kd + ce
-    if not kd or not ce or any(r.last_val_file is None or r.last_holdout_file is None for r in runs):
-        return None
-    scored = [ScoredImages.read(r.last_val_file, r.last_holdout_file) for r in runs]  # type: ignore[arg-type]
-    return compare_scored(scored[: len(kd)], scored[len(kd):], "val and held-out images", "kd", "ce")
-
-
 def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student_settings: dict[str, Any]) -> None:
     """Parse every stage's config (recipe files + overrides; one teacher fine-tune per entry of
     ``teacher_settings``) before the first stage runs; the students' ``teacher.name`` must be the network each
