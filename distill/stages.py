@@ -51,9 +51,9 @@ class StageRecord:
 
     val_f1: float
     seconds: float
-    checkpoint: str
-    config: str
-    model_file: str
+    checkpoint: str | None  # None for a record of scores only (a teacher ensemble: its members hold the files)
+    config: str | None
+    model_file: str | None
     seed: int
     input_size: int
     base_size: int
@@ -244,8 +244,8 @@ def run_cache(configs: list[Path], settings: dict[str, Any], seed: int):
 def run_ensemble_eval(configs: list[Path], settings: dict[str, Any], run_dir: Path,
                       members: list[StageRecord]) -> StageRecord:
     """A teacher ensemble (``settings``' ``teacher.weights``: a list) scored on the val and held-out splits as
-    each member's stage was (reused when ``run_dir/stage.json`` exists): a record with the ensemble's F1s, the
-    members' summed fine-tune time and the first member's files."""
+    each member's stage was (reused when ``run_dir/stage.json`` exists): a record with the ensemble's F1s and the
+    members' summed fine-tune time; no model files (the members hold them)."""
     from distill.cli import build_cli
 
     record_path = run_dir / "stage.json"
@@ -265,7 +265,8 @@ def run_ensemble_eval(configs: list[Path], settings: dict[str, Any], run_dir: Pa
         raise ValueError("a teacher ensemble is scored on the students' validation split, and they have none")
     record = replace(members[0], val_f1=val_f1, seconds=sum(m.seconds for m in members), holdout_f1=holdout_f1,
                      holdout_file=holdout_file, last_holdout_f1=holdout_f1, last_holdout_file=holdout_file,
-                     train_f1=None, last_val_f1=val_f1)
+                     train_f1=None, last_val_f1=val_f1, last_val_file=str(run_dir / "val.json"),
+                     checkpoint=None, config=None, model_file=None, fingerprint=None)  # no files of its own
     record.save(record_path)
     say(f"[pipeline] teacher ensemble of {len(members)}: val macro F1 {record.val_f1:.4f}"
         + (f", held-out {holdout_f1:.4f}" if holdout_f1 is not None else "")

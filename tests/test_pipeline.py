@@ -205,6 +205,7 @@ def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
         StageRecord.load(out / stage / "stage.json").model_file for stage in ("teacher", "teacher_2")]
     ensemble = json.loads((out / "teacher_ensemble" / "stage.json").read_text())
     assert summary["teacher_f1"] == ensemble["val_f1"] and summary["teacher_holdout_f1"] == ensemble["holdout_f1"]
+    assert ensemble["model_file"] is ensemble["checkpoint"] is ensemble["config"] is None  # the members hold files
     assert summary["teacher_members_f1"] == [m["val_f1"] for m in members]
     held = [json.loads((out / stage / "holdout.json").read_text()) for stage in ("teacher", "teacher_ensemble")]
     assert held[0]["paths"] == held[1]["paths"] and ensemble["holdout_f1"] == held[1]["f1"]
