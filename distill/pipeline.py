@@ -162,8 +162,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "student_ce_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in ce],
         "kd_minus_ce_last_holdout": compare_files([(r.last_holdout_file,) for r in kd],
                                                   [(r.last_holdout_file,) for r in ce], "held-out images"),
-        # the last epochs on val + held-out images together (neither chose those weights): half the variance
-        # the last epochs on val + held-out together: neither split chose those weights; twice the images
+        # the last epochs on val + held-out images together (neither chose those weights): twice the images
         "kd_minus_ce_last_unseen": compare_files([(r.last_val_file, r.last_holdout_file) for r in kd],
                                                  [(r.last_val_file, r.last_holdout_file) for r in ce],
                                                  "val and held-out images"),
