@@ -179,6 +179,15 @@ def check_selection(monitor: str | None, mode: str) -> None:
                          "(monitor epoch, mode max)")
 
 
+def check_last_epoch_validated(trainer: Any) -> None:
+    """A stage exports and records the last epoch: with validation (and so the checkpoints) every N epochs, the last
+    epoch must be one of them."""
+    every, epochs = trainer.get("check_val_every_n_epoch") or 1, trainer.get("max_epochs")
+    if every > 1 and epochs is not None and epochs % every:
+        raise ValueError(f"trainer.max_epochs={epochs} is not a multiple of trainer.check_val_every_n_epoch={every}: "
+                         "the last epoch would be neither validated nor saved; make it a multiple")
+
+
 def evaluate_split(model: torch.nn.Module, datamodule: Any, split: str, path: Path) -> tuple[float | None, str | None]:
     """Macro F1 of ``model`` on the data module's ``holdout`` or ``val`` split, with its per-image predictions
     written to ``path``; ``(None, None)`` when the recipe holds out nothing (or has no val split)."""
@@ -216,9 +225,11 @@ def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student
                 raise
             raise ValueError(f"teacher {i + 1} of {len(teacher_settings)} (recipe.yaml teachers[{i}]): {err}") from None
         check_selection(config.checkpoint.monitor, config.checkpoint.mode)
+        check_last_epoch_validated(config.trainer)
         nets.append(config.model.init_args.get("net"))
     config = check_config(student_settings, recipe.configs("student"))
     check_selection(config.checkpoint.monitor, config.checkpoint.mode)
+    check_last_epoch_validated(config.trainer)
     teacher = config.model.init_args.get("teacher")
     for i, net in enumerate(nets):
         if teacher is not None and isinstance(net, str) and teacher.name != net:

@@ -40,7 +40,7 @@ def test_students_use_only_plain_modules():
 
 
 def test_spec_errors_name_the_option():
-    with pytest.raises(ValueError, match="unknown model 'huge'; registered: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, nano, micro, tiny"):
+    with pytest.raises(ValueError, match=r"unknown model 'huge'; registered: (?=.*efficientnet_lite0, )(?=.*\bnano, )(?=.*\btiny, )"):
         create_model("huge", 3)
     with pytest.raises(ValueError, match="input_size=8"):
         create_model("tiny", 3, input_size=8)

@@ -166,6 +166,10 @@ def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root,
     with pytest.raises(ValueError, match="checkpoint.monitor='val/loss'"):
         check_stages(Recipe.find("demo"), teacher, merge(settings, {"checkpoint": {"monitor": "val/loss", "mode": "min"}}))
     check_stages(Recipe.find("demo"), teacher, settings)
+    # validation (and so the checkpoints) every N epochs: the last epoch must be one of them
+    with pytest.raises(ValueError, match="max_epochs=3 is not a multiple of trainer.check_val_every_n_epoch=2"):
+        check_stages(Recipe.find("demo"), teacher, merge(settings, {"trainer": {"check_val_every_n_epoch": 2}}))
+    check_stages(Recipe.find("demo"), teacher, merge(settings, {"trainer": {"check_val_every_n_epoch": 3}}))
 
 
 def test_the_students_teacher_must_be_the_network_the_fine_tune_trains(demo_root):

@@ -53,10 +53,11 @@ def test_teacher_auto_runs_in_the_resolved_precision(avx2_cpu, monkeypatch):
 
 
 @pytest.mark.parametrize("fixture,expected", [("avx2_cpu", "32-true"), ("fast_bf16_cpu", "32-true")])
-def test_cli_trainer_precision_auto(demo_root, tmp_path, request, capsys, fixture, expected):
+def test_cli_trainer_precision_auto(demo_root, tmp_path, request, capsys, monkeypatch, fixture, expected):
     from distill.cli import build_cli
 
     request.getfixturevalue(fixture)
+    monkeypatch.setattr("distill.console._SAID", set())  # printed once a process: this test's choice is printed
     cli = build_cli({"data": {"root": str(demo_root)}, "trainer": {"default_root_dir": str(tmp_path)}}, run=False)
     assert cli.trainer.precision == expected
     assert "precision auto:" in capsys.readouterr().out

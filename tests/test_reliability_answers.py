@@ -231,11 +231,12 @@ def test_failed_predict_leaves_no_submission_that_passes_for_its_own(trained, tm
 
 def test_second_pipeline_into_the_same_out_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
+    root = make_demo_dataset(tmp_path / "data", per_class=2, test_images=1, seed=0, min_side=20, max_side=30)
     with OutputLock(out, "distill pipeline --recipe demo"):
         with pytest.raises(OutputInUseError, match=rf"pid {os.getpid()}.*--recipe demo"):
             OutputLock(out).__enter__()
         with pytest.raises(SystemExit):
-            distill_main(["pipeline", "--recipe", "demo", "--out", str(out), "--data-root", str(tmp_path)])
+            distill_main(["pipeline", "--recipe", "demo", "--out", str(out), "--data-root", str(root)])
         assert "in use by another pipeline" in capsys.readouterr().err
     with OutputLock(out):  # released when the holder is done
         pass
@@ -371,7 +372,8 @@ def test_sigterm_that_lightning_acts_on_first_still_exits_143_with_the_resume_li
     assert str(out / "checkpoints" / "last.ckpt") in err and (out / "checkpoints" / "last.ckpt").exists()
 
 
-def test_a_fill_in_two_processes_writes_what_one_writes_and_sigterm_stops_both(fresh_demo, tmp_path, monkeypatch):
+def test_a_fill_in_two_processes_writes_what_one_writes_and_sigterm_stops_both(fresh_demo, tmp_path, monkeypatch,
+                                                                               capfd):
     import signal
 
     from distill.cache import parallel
@@ -379,8 +381,11 @@ def test_a_fill_in_two_processes_writes_what_one_writes_and_sigterm_stops_both(f
 
     teacher, whole, made = fill_fixture(fresh_demo, tmp_path)
     two = made("two")
+    capfd.readouterr()
     parallel.fill_in_processes(two, 2, batch_size=8)
     assert two.complete() and len(list(two.stem.parent.glob("*.logits.progress*.json"))) == 2
+    drawn = capfd.readouterr().err  # one progress bar for both processes, not one each
+    assert "2 processes)" in drawn and "share 1/2" not in drawn and "share 2/2" not in drawn
     assert np.allclose(np.load(two.logits_file), np.load(whole.logits_file), atol=1e-5)
     assert np.array_equal(np.load(two.views_file), np.load(whole.views_file))
 

@@ -190,7 +190,7 @@ def test_stopped_fill_resumes_without_redoing_work(demo_root, tmp_path, monkeypa
     real_fill = tc.fill
 
     def stop_after_two_batches(dataset, record, arrays, progress, step, desc, batch_size=64, num_workers=0,
-                               save_every=4096, position=0):
+                               save_every=4096, position=0, report=None):
         def counting(images):
             calls.append(len(images))
             if len(calls) > 2:

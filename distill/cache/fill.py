@@ -56,10 +56,12 @@ def _collate_jobs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, 
 @torch.no_grad()
 def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
          step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
-         num_workers: int = 0, save_every: int = 4096, position: int = 0) -> None:
+         num_workers: int = 0, save_every: int = 4096, position: int = 0,
+         report: Callable[[int], None] | None = None) -> None:
     """Render the views of ``progress``'s share not done yet, batch by batch; ``step(images)`` gives each
     array's values for the batch (teacher logits, resized views), written at their (i, k). ``position``: the
-    progress bar's line (one per process when several fill)."""
+    progress bar's line; ``report(n)``: called with each batch's view count instead of drawing a bar and an
+    estimate (the parent of several filling processes draws one for all)."""
     from tqdm.auto import tqdm
 
     jobs = DataLoader(_ViewJobs(dataset, record, progress.done, progress.stop), batch_size=batch_size,
@@ -76,7 +78,8 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
         progress.save(written, time.time() - start)
 
     with tqdm(total=progress.stop - progress.start, initial=progress.done - progress.start, desc=desc,
-              unit="view", dynamic_ncols=True, position=position) as bar, stop_requests() as stop_requested:
+              unit="view", dynamic_ncols=True, position=position, disable=report is not None) as bar, \
+            stop_requests() as stop_requested:
         try:
             for images, job in jobs:
                 if stop_requested():  # SIGTERM: what is filled was saved after the previous batch
@@ -89,8 +92,10 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
                 written = int(job[-1]) + 1
                 since_save += len(job)
                 bar.update(len(job))
+                if report is not None:
+                    report(len(job))
                 probed += len(job)
-                if probed >= 4 * batch_size and probe_start is not None:  # a short measured probe, then the estimate
+                if probed >= 4 * batch_size and probe_start is not None and report is None:  # a short measured probe, then the estimate
                     rate = probed / (time.time() - probe_start)
                     say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration((progress.stop - written) / rate)}"
                         " left")
@@ -110,9 +115,11 @@ def _hwc(images: torch.Tensor) -> torch.Tensor:
 
 def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size: int = 64, num_workers: int = 0,
                device: torch.device | str = "cpu",
-               forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+               forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               report: Callable[[int], None] | None = None) -> None:
     """Run the teacher on (and render) this process's share of the views not done yet
-    (``forward``: the teacher's forward already made by ``teacher_forward(cache)``, else made here)."""
+    (``forward``: the teacher's forward already made by ``teacher_forward(cache)``, else made here; ``report``: as
+    ``fill``'s)."""
     total = cache.n * cache.views
     start, stop = job_share(total, rank, world_size)
     record = cache.record()
@@ -133,14 +140,14 @@ def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size:
             return out
 
         fill(cache.source, record, arrays, progress, step, f"teacher outputs ({cache.views} views/image{share})",
-             batch_size, num_workers, position=rank)
+             batch_size, num_workers, position=rank, report=report)
         if render:
             _Progress(cache.views_file, rank, start, stop).save(stop, progress.seconds)
     elif render and not complete(cache.views_file, total):
         progress = _Progress(cache.views_file, rank, start, stop)
         fill(cache.source, record, {"views": np.load(cache.views_file, mmap_mode="r+")}, progress,
              lambda images: {"views": _hwc(resize_uint8(images, size))}, f"rendering views at {size}px{share}",
-             batch_size, num_workers, position=rank)
+             batch_size, num_workers, position=rank, report=report)
 
 
 def teacher_forward(cache: ViewCache, onnx_file: str | Path | None = None,

@@ -12,14 +12,16 @@ import multiprocessing
 import os
 import signal
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from distill.cache.fill import export_teacher, fill_share, teacher_forward
-from distill.cache.store import ViewCache
+from distill.cache.store import ViewCache, _Progress, complete, job_share
+from distill.console import duration, say
 from distill.stopping import StopRequested
 
 _JOB: dict[str, Any] = {}  # what the forked fill processes inherit (the cache is not pickled)
@@ -42,8 +44,38 @@ def _fill_rank(rank: int, processes: int, threads: int, batch_size: int) -> None
     torch.set_num_threads(threads)  # before any torch op in the forked process (its parent's pool is gone)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the ranks by SIGTERM
     cache: ViewCache = _JOB["cache"]
+    counter = _JOB["counter"]
     forward = teacher_forward(cache, _JOB["onnx_file"], threads)
-    fill_share(cache, rank, processes, batch_size, 0, "cpu", forward)  # each process renders its own views
+
+    def report(views: int) -> None:  # into the parent's one progress bar
+        with counter.get_lock():
+            counter.value += views
+
+    fill_share(cache, rank, processes, batch_size, 0, "cpu", forward, report)  # each process renders its own views
+
+
+def _watch(futures: list, counter: Any, cache: ViewCache, processes: int, batch_size: int) -> None:
+    """One progress bar and one estimate for every filling process, until all of them have returned."""
+    from tqdm.auto import tqdm
+
+    total = cache.n * cache.views
+    array = cache.logits_file if not complete(cache.logits_file, total) else cache.views_file
+    done = sum(_Progress(array, r, *job_share(total, r, processes)).done - job_share(total, r, processes)[0]
+               for r in range(processes))
+    what = (f"teacher outputs ({cache.views} views/image" if array == cache.logits_file
+            else f"rendering views at {cache.size}px (")
+    start, estimated = time.time(), False
+    with tqdm(total=total, initial=done, desc=f"{what}, {processes} processes)", unit="view",
+              dynamic_ncols=True) as bar:
+        while True:
+            finished, _ = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+            bar.update(counter.value - (bar.n - done))
+            if not estimated and counter.value >= 4 * batch_size * processes:
+                rate = counter.value / (time.time() - start)
+                say(f"[estimate] {what}): {rate:.0f} views/s, about {duration((total - bar.n) / rate)} left")
+                estimated = True
+            if len(finished) == len(futures) or any(f.exception() is not None for f in finished):
+                return
 
 
 def fill_in_processes(cache: ViewCache, processes: int, batch_size: int = 64, onnx_file: Path | None = None) -> None:
@@ -57,8 +89,10 @@ def fill_in_processes(cache: ViewCache, processes: int, batch_size: int = 64, on
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_file is None and cache.backend == "onnxruntime":
             onnx_file = export_teacher(cache, tmp)
-        _JOB.update(cache=cache, onnx_file=onnx_file)
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+        context = multiprocessing.get_context("fork")
+        counter = context.Value("q", 0)  # views filled, summed over the processes (they inherit it by fork)
+        _JOB.update(cache=cache, onnx_file=onnx_file, counter=counter)
+        pool = ProcessPoolExecutor(processes, mp_context=context)
         previous = signal.getsignal(signal.SIGTERM)
 
         def stop_ranks(signum: int, frame: Any) -> None:
@@ -69,6 +103,7 @@ def fill_in_processes(cache: ViewCache, processes: int, batch_size: int = 64, on
             signal.signal(signal.SIGTERM, stop_ranks)
             futures = [pool.submit(_fill_rank, r, processes, threads, batch_size) for r in range(processes)]
             try:
+                _watch(futures, counter, cache, processes, batch_size)
                 errors = [f.exception() for f in futures]
             except KeyboardInterrupt:
                 stop_ranks(signal.SIGTERM, None)
