@@ -54,9 +54,9 @@ def parts(durations: dict[str, list[float]], skip_epochs: int, epochs: int, step
         calls = [d for name, values in durations.items() if match in name for d in values]
         return sum(calls[skip_epochs * per:]) / epochs
 
-    fwd = total("].training_step", steps_per_epoch)
-    bwd = total("].backward", steps_per_epoch)
-    opt = total("].optimizer_step", steps_per_epoch) - fwd - bwd  # the closure runs the step and backward inside
+    fwd = total(".training_step", steps_per_epoch)
+    bwd = total(".backward", steps_per_epoch)
+    opt = total(".optimizer_step", steps_per_epoch) - fwd - bwd  # the closure runs the step and backward inside
     validation = sum(d for name, values in durations.items()
                      if ("validation" in name or "val_next" in name) and "ModelCheckpoint" not in name for d in values)
     return {"loading": total("train_dataloader_next", steps_per_epoch), "forward_and_loss": fwd, "backward": bwd,
