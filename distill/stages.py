@@ -240,7 +240,8 @@ def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student
     prune = recipe.prune()
     if prune is not None:
         for part in ("train", "finetune"):
-            check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
+            part_config = check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
+            check_last_epoch_validated(part_config.trainer)
 
 
 def run_cache(configs: list[Path], settings: dict[str, Any], seed: int):
