@@ -256,7 +256,8 @@ def check_data_root(root: str | None) -> None:
     read_layout(root)
 
 
-def main(argv: list[str] | None = None) -> None:
+def pipeline_parser() -> argparse.ArgumentParser:
+    """``distill pipeline``'s arguments."""
     parser = argparse.ArgumentParser(prog="distill pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", metavar="OUT", help="run on the built-in synthetic data set, writing into OUT")
@@ -275,6 +276,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
                         help="override for the student stages, e.g. --set trainer.max_epochs=30, or for the teacher's "
                              "with a teacher. prefix: --set teacher.trainer.max_epochs=2 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = pipeline_parser()
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     command = "distill pipeline " + " ".join(shlex.quote(a) for a in argv)

@@ -3,6 +3,7 @@ outputs never hides a shipped recipe of the same name."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,30 @@ def test_pipeline_checks_the_data_root_before_writing_anything(tmp_path, capsys)
     assert stop.value.code == 2
     assert "data root not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_moved_pipeline_folder_reruns_from_elsewhere_without_training(demo_root, tmp_path, monkeypatch, capsys,
+                                                                         small_teacher):
+    """The whole pipeline: run into a relative --out, move the folder, rerun from another directory: every stage is
+    reused (no fit), the cache found complete, and the submission written from the moved folder's own files."""
+    from distill.pipeline import run_pipeline
+
+    fast = merge({"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False},
+                  "teacher_cache": {"views": 2, "backend": "torch"}, "data": {"holdout_fraction": 0.2},
+                  "teacher": {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False}}},
+                 small_teacher)
+    monkeypatch.chdir(tmp_path)
+    run_pipeline(Recipe.find("demo"), Path("first"), str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                 settings=fast)
+    shutil.move(tmp_path / "first", tmp_path / "moved")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    summary = run_pipeline(Recipe.find("demo"), Path("../moved"), str(demo_root), seeds=[0], baseline=False,
+                           predict_dir=None, settings=fast)
+    printed = capsys.readouterr().out
+    assert "[pipeline] fit" not in printed and printed.count("reusing finished stage") == 2
+    assert "complete already: reused" in printed
+    assert os.path.realpath(summary["selected_student"]) == os.path.realpath(tmp_path / "moved" / "student_kd" /
+                                                                              "seed_0" / "model.pt")
+    assert os.path.realpath(summary["submission"]) == os.path.realpath(tmp_path / "moved" / "submission.csv")

@@ -201,3 +201,37 @@ def test_setup_cfg_lists_every_package():
     listed = set(config["options"]["packages"].split())
     packages = {name for name, path in all_modules().items() if path.name == "__init__.py"}
     assert packages <= listed, sorted(packages - listed)
+
+
+def readme_commands() -> list[list[str]]:
+    """Every ``distill ...`` command of README.md's bash blocks, continuation lines joined, comments dropped."""
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("distill "):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_the_readme_library_commands_parse_as_written(capsys):
+    """The README's commands of the library (pipeline, export, report, complexity, search) name only options that
+    exist, with valid values; ``distill complexity --all`` runs as written. (``fit``/``validate``/``predict`` are
+    Lightning's and read files the README's examples name.)"""
+    from distill.command_args import PARSERS
+    from distill.competition import run as complexity
+    from distill.pipeline import pipeline_parser
+
+    commands = readme_commands()
+    library = [c for c in commands if c[0] in ("pipeline", *PARSERS)]
+    assert {c[0] for c in library} >= {"pipeline", "export", "report", "complexity", "search"}
+    for command in library:
+        parser = pipeline_parser() if command[0] == "pipeline" else PARSERS[command[0]]()
+        args = parser.parse_args(command[1:])  # exits (SystemExit 2) on an unknown option or a bad value
+        if command == ["complexity", "--all"]:
+            complexity(args)
+            assert "tiny_orepa" in capsys.readouterr().out
