@@ -3,7 +3,7 @@ input named by content instead of location. A finished stage is reused only for 
 
 The value of an input key (``*.weights``: the teacher's weights, a pruned model; ``data.root``) that names an existing
 file stands for the file's sha256, one that names a folder for a digest of the files it learns from (relative path
-and size under ``train/`` and ``val/``); keys that only say where outputs go are left out. So a run folder or data set that moves keeps its fingerprints, and a changed setting,
+and size under ``train/`` and ``val/``); keys that only say where outputs go or how progress is shown are left out. So a run folder or data set that moves keeps its fingerprints, and a changed setting,
 teacher or data set changes them.
 """
 from __future__ import annotations
@@ -20,6 +20,9 @@ from distill.recipe import merge
 # where a stage writes or finds its own outputs: not what it computes
 LOCATION_KEYS = {"trainer.default_root_dir", "checkpoint.dirpath", "last_checkpoint.dirpath",
                  "teacher_cache.cache_dir", "submission.out_dir", "data.image_cache_dir"}
+# how a stage shows its progress: not what it computes either
+DISPLAY_KEYS = {"trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+                "time_estimate.probe_batches"}
 INPUT_KEYS = (".weights", "data.root")  # keys (by ending) whose values name input files or folders
 LABELLED = ("train", "val")  # the folders of a data root a stage learns from
 
@@ -78,7 +81,7 @@ def stage_settings(configs: list[Path], settings: dict[str, Any], seed: int) -> 
         composed = merge(composed, yaml.safe_load(Path(config).read_text()) or {})
     composed = merge(merge(composed, settings), {"seed_everything": seed})
     return {key: by_content(value, Path.cwd()) if key.endswith(INPUT_KEYS) else value
-            for key, value in sorted(flatten(composed).items()) if key not in LOCATION_KEYS}
+            for key, value in sorted(flatten(composed).items()) if key not in LOCATION_KEYS | DISPLAY_KEYS}
 
 
 def fingerprint(flat: dict[str, Any]) -> str:

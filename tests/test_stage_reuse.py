@@ -37,6 +37,9 @@ def test_a_changed_setting_never_reuses_or_resumes_the_old_stage(demo_root, tmp_
     again = (tmp_path / "other" / "stage.json").stat().st_mtime_ns
     run_fit(configs, tmp_path / "other", settings, seed=0)
     assert (tmp_path / "other" / "stage.json").stat().st_mtime_ns == again
+    # how progress is shown is not what the stage computes: still the same stage
+    run_fit(configs, tmp_path / "other", merge(settings, {"trainer": {"enable_progress_bar": True}}), seed=0)
+    assert (tmp_path / "other" / "stage.json").stat().st_mtime_ns == again
 
 
 def test_a_failed_start_does_not_pin_the_stage_to_its_settings(demo_root, tmp_path):
