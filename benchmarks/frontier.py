@@ -64,14 +64,17 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, marker in (("none", "o"), ("KD", "s"), ("DKD", "^"), ("DIST", "D")):
+    methods = (("none", "o"), ("KD", "s"), ("DKD", "^"), ("DIST", "D"))
+    for offset, (method, marker) in enumerate(methods):
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["macs"])
         if not mine:
             continue
-        x = [r["macs"] / 1e6 for r in mine]
-        ax.plot(x, [r["holdout_f1"] for r in mine], marker=marker, label="no teacher" if method == "none" else method)
+        x = [r["macs"] / 1e6 + 0.006 * (offset - 1) for r in mine]  # side by side at one budget
+        line, = ax.plot(x, [r["holdout_f1"] for r in mine], marker=marker,
+                        label="no teacher" if method == "none" else method)
         for r, xi in zip(mine, x):
-            ax.vlines(xi, min(r["holdout_f1_per_seed"]), max(r["holdout_f1_per_seed"]), alpha=0.4)
+            ax.vlines(xi, min(r["holdout_f1_per_seed"]), max(r["holdout_f1_per_seed"]), color=line.get_color(),
+                      alpha=0.5)
     ax.set_xlabel("MACs (millions, competition counter)")
     ax.set_ylabel("held-out macro F1 (mean of seeds; bars: range)")
     ax.legend()
