@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
-from common import data_root, machine  # noqa: E402
+from common import data_root, machine, relative  # noqa: E402
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.profilers import SimpleProfiler  # noqa: E402
 
@@ -105,7 +105,8 @@ def main() -> None:
         result = parts(profiler.recorded_durations, 1, args.epochs, steps)
     result["epoch"] = wall.seconds / args.epochs
     result["other"] = result["epoch"] - sum(v for k, v in result.items() if k != "epoch")
-    row = {"label": args.label or f"{args.arm} {args.student} b{args.batch_size}", "code": str(Path(distill.__file__).parent.parent),
+    row = {"label": args.label or f"{args.arm} {args.student} b{args.batch_size}",
+           "code": relative(Path(distill.__file__).parent.parent),  # the checkout profiled
            "settings": {k: v for k, v in vars(args).items() if k not in ("json", "data", "label")},
            "images_per_epoch": len(dm.train_samples), "seconds_per_epoch": {k: round(v, 4) for k, v in result.items()},
            "machine": machine()}
