@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
-import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .reparam import RepConvBN, load_folded
@@ -51,15 +51,11 @@ def reparameterize(model: nn.Module) -> nn.Module:
     plain = Student(spec, model.classifier[-1].out_features)
     plain.preprocess = model.preprocess
     if model.spec.rep_form == "linear":  # already one conv + BN per layer, under the same names
-        trained = dict(model.named_modules())
-        with torch.no_grad():
-            for name, module in plain.named_modules():
-                if isinstance(module, nn.Conv2d):
-                    module.weight.copy_(trained[name].weight)  # the merged kernel
         names = set(plain.state_dict())
-        missing, _ = plain.load_state_dict({k: v for k, v in model.state_dict().items() if k in names}, strict=False)
-        if any(not k.endswith(".weight") or not isinstance(plain.get_submodule(k[:-7]), nn.Conv2d) for k in missing):
-            raise RuntimeError(f"reparameterize: the trained student lacks {missing}")
+        state = {k: v for k, v in model.state_dict().items() if k in names}
+        state.update({f"{name}.weight": module.weight.detach() for name, module in model.named_modules()
+                      if parametrize.is_parametrized(module, "weight")})  # each conv's merged kernel
+        plain.load_state_dict(state)
         return plain.eval()
     blocks = [m for m in model.modules() if isinstance(m, RepConvBN)]
     pairs = _conv_bn_pairs(plain.features)

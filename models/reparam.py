@@ -26,11 +26,11 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 
-def _conv_bn_kernel(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (weight, bias) of ``bn(conv(x))`` in eval mode (torch's own conv + BN fusion)."""
-    weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
-                                        bn.bias)
-    return weight.detach(), bias.detach()
+def _with_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (weight, bias) of ``bn(conv(x))`` in eval mode for a bias-free conv of ``weight`` (torch's own fusion)."""
+    fused_weight, fused_bias = fuse_conv_bn_weights(weight, None, bn.running_mean, bn.running_var, bn.eps, bn.weight,
+                                                    bn.bias)
+    return fused_weight.detach(), fused_bias.detach()
 
 
 class RepConvBN(nn.Module):
@@ -63,20 +63,14 @@ class RepConvBN(nn.Module):
         weight = torch.zeros(self.cout, self.cin // self.groups, k, k)
         bias = torch.zeros(self.cout)
         for branch in self.convs:
-            w, b = _conv_bn_kernel(branch[0], branch[1])
+            w, b = _with_bn(branch[0].weight, branch[1])
             weight, bias = weight + w, bias + b
         if self.scale is not None:
-            w, b = _conv_bn_kernel(self.scale[0], self.scale[1])
+            w, b = _with_bn(self.scale[0].weight, self.scale[1])
             weight, bias = weight + F.pad(w, [pad, pad, pad, pad]), bias + b
-        if self.identity is not None:
-            per_group = self.cin // self.groups
-            eye = torch.zeros(self.cout, per_group, k, k)
-            for c in range(self.cout):
-                eye[c, c % per_group, pad, pad] = 1.0
-            bn = self.identity
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            weight = weight + eye * scale.reshape(-1, 1, 1, 1)
-            bias = bias + bn.bias - bn.running_mean * scale
+        if self.identity is not None:  # a BN of x itself: the identity kernel, then that BN
+            w, b = _with_bn(_identity_kernel(self.cout, self.cin // self.groups, k), self.identity)
+            weight, bias = weight + w, bias + b
         return weight, bias
 
 
@@ -143,9 +137,3 @@ def merged_conv(cin: int, cout: int, kernel: int, stride: int, groups: int, bran
     conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
     parametrize.register_parametrization(conv, "weight", MergedBranches(conv, branches))
     return conv
-
-
-@torch.no_grad()
-def load_merged(source: nn.Conv2d, conv: nn.Conv2d) -> None:
-    """Write the merged kernel of a parametrized ``source`` conv into a plain ``conv``."""
-    conv.weight.copy_(source.weight)
