@@ -61,11 +61,13 @@ class DistillCLI(LightningCLI):
 
 
 def check_compatible(config: Any) -> None:
-    """Options that each parse but do not go together fail here, before anything is built."""
+    """Options that each parse but do not go together, or name no registered network, fail here, before anything is
+    built (``fit`` and the pipeline's check of every stage alike)."""
     init = config.get("model", {}).get("init_args") or {}
     cache = config.get("teacher_cache") or {}
     if (init.get("mixup") or 0) > 0 and init.get("teacher") is not None and cache.get("enabled", True):
         raise ValueError(MIXUP_WITH_CACHE)
+    check_network_names(init)
 
 
 class ConfigCheck(DistillCLI):
@@ -91,12 +93,10 @@ def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> A
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-            config = ConfigCheck(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0,
-                                 args=args, run=False, parser_kwargs=parser_kwargs).config
+            return ConfigCheck(TrainingModule, WasteDataModule, subclass_mode_model=True, seed_everything_default=0,
+                               args=args, run=False, parser_kwargs=parser_kwargs).config
     except ArgumentError as err:
         raise ValueError(f"invalid config ({', '.join(str(p) for p in config_files)} + overrides): {err}") from None
-    check_network_names(config.model.init_args)
-    return config
 
 
 def check_network_names(init_args: Any) -> None:
