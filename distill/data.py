@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from distill.choices import check_choice
 from distill.console import say
 from distill.images import (
     ImageDataset,
-    _with_blanks,
     cache_bytes,
     collate,
     decode_all,
@@ -237,3 +237,13 @@ class WasteDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_set, shuffle=False)
+
+
+def _with_blanks(cache, samples: list[Sample], errors: dict[str, str], size: int):
+    """Re-index a cache of the readable images to all ``samples`` (unreadable rows black)."""
+    if cache is None:
+        return None
+    full = np.zeros((len(samples), size, size, 3), np.uint8)
+    good = [i for i, s in enumerate(samples) if str(s.path) not in errors]
+    full[good] = cache
+    return full

@@ -131,13 +131,3 @@ def decode_all(samples: list[Sample], size: int, keep_aspect: bool, desc: str, k
     if cache is not None:
         cache = cache[: len(good)]
     return cache, good, errors
-
-
-def _with_blanks(cache, samples: list[Sample], errors: dict[str, str], size: int):
-    """Re-index a cache of the readable images to all ``samples`` (unreadable rows black)."""
-    if cache is None:
-        return None
-    full = np.zeros((len(samples), size, size, 3), np.uint8)
-    good = [i for i, s in enumerate(samples) if str(s.path) not in errors]
-    full[good] = cache
-    return full

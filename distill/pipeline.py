@@ -122,9 +122,10 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                 "seconds": {"teacher": sum(t.seconds for t in teachers)}}
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})
-    no_teacher = {"teacher": None} if baseline_views == "fresh" else {"distill_weight": 0.0}
-    without_teacher = merge(with_teacher if baseline_views == "cached" else student_settings,
-                            {"model": {"init_args": no_teacher}})
+    if baseline_views == "cached":  # the KD stages' settings, cache included, with the teacher's logits unread
+        without_teacher = merge(with_teacher, {"model": {"init_args": {"distill_weight": 0.0}}})
+    else:
+        without_teacher = merge(student_settings, {"model": {"init_args": {"teacher": None}}})
     cache = run_cache(recipe.configs("student"), with_teacher, seeds[0])  # its own stage, before any student
     if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
         teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)

@@ -54,6 +54,11 @@ def _collate_jobs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
+def say_estimate(desc: str, rate: float, views_left: int) -> None:
+    """The fill's one estimate line, after a short measured probe."""
+    say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration(views_left / rate)} left")
+
+
 def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
          step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
          num_workers: int = 0, save_every: int = 4096, position: int = 0,
@@ -95,10 +100,8 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
                 if report is not None:
                     report(len(job))
                 probed += len(job)
-                if probed >= 4 * batch_size and probe_start is not None and report is None:  # a short measured probe, then the estimate
-                    rate = probed / (time.time() - probe_start)
-                    say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration((progress.stop - written) / rate)}"
-                        " left")
+                if probed >= 4 * batch_size and probe_start is not None and report is None:  # a short probe first
+                    say_estimate(desc, probed / (time.time() - probe_start), progress.stop - written)
                     probe_start = None
                 if since_save >= save_every or written == progress.stop or stop_requested():
                     save()

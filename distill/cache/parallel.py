@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 
-from distill.cache.fill import export_teacher, fill_share, teacher_forward
+from distill.cache.fill import export_teacher, fill_share, say_estimate, teacher_forward
 from distill.cache.store import ViewCache, _Progress, complete, job_share
-from distill.console import duration, say
 from distill.stopping import StopRequested
 
 _JOB: dict[str, Any] = {}  # what the forked fill processes inherit (the cache is not pickled)
@@ -71,8 +70,7 @@ def _watch(futures: list, counter: Any, cache: ViewCache, processes: int, batch_
             finished, _ = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
             bar.update(counter.value - (bar.n - done))
             if not estimated and counter.value >= 4 * batch_size * processes:
-                rate = counter.value / (time.time() - start)
-                say(f"[estimate] {what}): {rate:.0f} views/s, about {duration((total - bar.n) / rate)} left")
+                say_estimate(f"{what})", counter.value / (time.time() - start), total - bar.n)
                 estimated = True
             if len(finished) == len(futures) or any(f.exception() is not None for f in finished):
                 return
