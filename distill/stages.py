@@ -35,7 +35,11 @@ def check_same_stage(run_dir: Path, settings: dict[str, Any]) -> str:
     recorded = run_dir / "settings.json"
     trained = any((run_dir / p).exists() for p in ("stage.json", "checkpoints/last.ckpt"))
     if recorded.exists() and trained:
-        old = json.loads(recorded.read_text())
+        try:
+            old = json.loads(recorded.read_text())
+        except ValueError as err:
+            raise StageMismatchError(f"{recorded} is damaged ({err}), so what {run_dir} was trained with is unknown: "
+                                     "delete that folder to train the stage again, or use a new --out") from None
         if old.get("fingerprint") != digest:
             changed = differences(old.get("settings", {}), settings)
             raise StageMismatchError(

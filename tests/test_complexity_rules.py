@@ -116,3 +116,5 @@ def test_complexity_of_a_trained_model_file(tmp_path, capsys):
         run(PARSERS["complexity"]().parse_args(argv))
         row = capsys.readouterr().out.splitlines()[1].split()
         assert row[0] == str(path) and row[1] == "64" and row[3:] == ["911,360", "911,366", "ok"]
+    with pytest.raises(FileNotFoundError, match="model file not found: .*missing.pt"):  # a mistyped path, not a name
+        run(PARSERS["complexity"]().parse_args(["--model", str(tmp_path / "missing.pt")]))

@@ -32,6 +32,10 @@ def test_a_changed_setting_never_reuses_or_resumes_the_old_stage(demo_root, tmp_
     (tmp_path / "stage" / "checkpoints" / "last.ckpt").write_bytes(b"")
     with pytest.raises(StageMismatchError, match="neither reused nor resumed"):
         run_fit(configs, tmp_path / "stage", changed, seed=0)
+    # a damaged record of the settings: named, nothing reused
+    (tmp_path / "stage" / "settings.json").write_text("{trunc")
+    with pytest.raises(StageMismatchError, match=r"settings.json is damaged"):
+        run_fit(configs, tmp_path / "stage", settings, seed=0)
     # the same settings: reused, not trained again
     run_fit(configs, tmp_path / "other", settings, seed=0)
     again = (tmp_path / "other" / "stage.json").stat().st_mtime_ns

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> None:
     from distill.checkpoint import load_trained
     from distill.models import create_model, list_models
 
-    model_file = args.model_file or (Path(args.model) if Path(args.model).is_file() else None)
+    looks_like_file = Path(args.model).suffix in (".pt", ".ckpt", ".pth") or "/" in args.model
+    model_file = args.model_file or (Path(args.model) if looks_like_file else None)  # load_trained names a missing one
     names = [str(model_file)] if model_file else list_models("student") if args.all else [args.model]
     print(f"{'model':<20}{'size':>6}{'params':>10}{'fvcore MACs':>14}{'ptflops MACs':>14}  rules")
     for name in names:
