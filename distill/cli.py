@@ -100,14 +100,12 @@ def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> A
 
 
 def check_network_names(init_args: Any) -> None:
-    """Every network a config names (``net`` / ``student``, ``teacher.name``) is a registered model or a spec: an
-    unknown name fails here, as the one cause, before any stage runs (not when the module is built)."""
+    """The network a config trains (``net`` / ``student``) is a registered model or a spec: an unknown name fails here,
+    as the one cause, before any stage runs (not when the module is built). ``teacher.name`` is checked when its
+    ``TeacherSpec`` is parsed."""
     from distill.models import model_definition
 
     options = {"model.init_args.net": init_args.get("net"), "model.init_args.student": init_args.get("student")}
-    teacher = init_args.get("teacher")
-    if teacher is not None and hasattr(teacher, "get") and teacher.get("name") is not None:
-        options["model.init_args.teacher.name"] = teacher.get("name")
     for option, value in options.items():
         if isinstance(value, str):
             try:
