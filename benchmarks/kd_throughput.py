@@ -20,7 +20,7 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,22 +29,15 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from common import data_root, machine, relative, write_result  # noqa: E402
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
+from step_options import OPTIONS, measure  # noqa: E402
 
 from distill.cache import TeacherCache  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import DistillModule  # noqa: E402
 from distill.teacher import TeacherSpec  # noqa: E402
 
-
-@dataclass(frozen=True)
-class StepSettings:
-    student: str
-    batch_size: int
-    fused_adamw: bool
-
-
-BEFORE = StepSettings("tiny_rep", 64, False)
-AFTER = StepSettings("tiny_orepa", 128, True)
+BEFORE = OPTIONS["tiny_rep b64 (before)"]
+AFTER = OPTIONS["tiny_orepa b128 fused (after)"]
 
 
 class EpochClock(Callback):
@@ -63,25 +56,6 @@ class EpochClock(Callback):
 
     def on_fit_end(self, trainer, pl_module):
         self.seconds = time.perf_counter() - self.start
-
-
-def measure_bare(settings: StepSettings, num_classes: int, steps: int, skip: int = 3) -> float:
-    """The student's forward + backward + AdamW step with the KD + focal loss on one fixed uint8 batch."""
-    torch.manual_seed(0)
-    module = DistillModule(num_classes, student=settings.student)
-    size = module.student.preprocess.input_size
-    images = torch.randint(0, 256, (settings.batch_size, 3, size, size), dtype=torch.uint8)
-    labels = torch.randint(0, num_classes, (settings.batch_size,))
-    teacher = torch.randn(settings.batch_size, num_classes)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, fused=settings.fused_adamw or None)
-    module.train()
-    for step in range(steps + skip):
-        if step == skip:
-            start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        module.combine(module(images), labels, teacher)["loss"].backward()
-        optimizer.step()
-    return settings.batch_size * steps / (time.perf_counter() - start)
 
 
 def measure_epochs(root: Path, teacher: TeacherSpec | None, distill_weight: float, cached: bool, workers: int,
@@ -126,7 +100,7 @@ def main() -> None:
         teacher = TeacherSpec("efficientnet_lite0", weights=weights, input_size=128)
         for _ in range(2):  # interleaved, twice: the host's speed drifts; the better of each is kept
             for name, settings in (("bare before", BEFORE), ("bare after", AFTER)):
-                rates[name] = max(rates.get(name, 0.0), measure_bare(settings, probe.num_classes, args.steps))
+                rates[name] = max(rates.get(name, 0.0), measure(settings, args.steps)[0])
         rates["kd epochs (cached views)"] = measure_epochs(root, teacher, 0.5, True, 0, args, tmp)
         rates["no teacher epochs (cached views)"] = measure_epochs(root, teacher, 0.0, True, 0, args, tmp)
         rates["no teacher epochs (fresh views)"] = measure_epochs(root, None, 0.5, False, args.fresh_workers,
