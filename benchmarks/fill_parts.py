@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     root = data_root(args.data)
     dm = WasteDataModule(str(root), image_size=args.size, augment="strong")
-    dm.train_samples = dm.train_samples[: args.images]
+    dm.samples["train"] = dm.train_samples[: args.images]
     dm.setup("fit")
     dataset = dm.train_set
     n = len(dataset)

@@ -98,7 +98,7 @@ class WasteDataModule(L.LightningDataModule):
         self.class_names, train, val = read_layout(self.root)
         train, held_train = holdout_split(train, self.root, holdout_fraction, holdout_seed)
         val, held_val = holdout_split(val, self.root, holdout_fraction, holdout_seed)
-        self.holdout_samples = sorted(held_train + held_val, key=lambda s: (s.label, s.path))
+        held = sorted(held_train + held_val, key=lambda s: (s.label, s.path))
         if val_mode == "merge" or not val:
             pooled = train + val
             if not val:
@@ -106,7 +106,9 @@ class WasteDataModule(L.LightningDataModule):
                             self.root, 100 * val_fraction)
             tr, va = stratified_split([s.label for s in pooled], val_fraction, seed)
             train, val = [pooled[i] for i in tr], [pooled[i] for i in va]
-        self.train_samples, self.val_samples = train, val
+        # each labelled split's samples (after unreadable files are dropped, once decoded), and its decoded dataset
+        self.samples: dict[str, list[Sample]] = {"train": train, "val": val, "holdout": held}
+        self.decoded: dict[str, ImageDataset] = {}
         untrained = [(name, sum(s.label == i for s in val)) for i, name in enumerate(self.class_names)
                      if not any(s.label == i for s in train)]
         if untrained:
@@ -120,17 +122,55 @@ class WasteDataModule(L.LightningDataModule):
         self.skipped_files: list[str] = []
         self.predict_unreadable: list[str] = []  # unreadable images handled by predict_fallback
         self.predict_skipped: dict[str, str] = {}  # images under the predict folder not predicted, and why
-        self.train_set: ImageDataset | None = None  # what training reads: the images, or the teacher's outputs
-        self.train_images: ImageDataset | None = None  # the training images themselves (augmented, decoded)
         self.teacher_outputs: Dataset | None = None  # replayed views with teacher logits (distill.cache)
-        self.val_set: ImageDataset | None = None
-        self.holdout_set: ImageDataset | None = None
         self.predict_set: ImageDataset | None = None
 
     # -- facts about the data, available right after __init__
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def train_samples(self) -> list[Sample]:
+        return self.samples["train"]
+
+    @property
+    def val_samples(self) -> list[Sample]:
+        return self.samples["val"]
+
+    @property
+    def holdout_samples(self) -> list[Sample]:
+        """The held-out images (``holdout_fraction``); empty when nothing is held out."""
+        return self.samples["holdout"]
+
+    @property
+    def train_images(self) -> ImageDataset | None:
+        """The training images themselves (augmented, decoded), once set up for fit."""
+        return self.decoded.get("train")
+
+    @property
+    def train_set(self) -> Dataset | None:
+        """What training reads: the teacher's outputs when given (``use_teacher_outputs``), else the images."""
+        images = self.train_images
+        return self.teacher_outputs if images is not None and self.teacher_outputs is not None else images
+
+    @property
+    def val_set(self) -> ImageDataset | None:
+        return self.decoded.get("val")
+
+    @property
+    def holdout_set(self) -> ImageDataset | None:
+        return self.decoded.get("holdout")
+
+    def labelled_split(self, name: str) -> ImageDataset | None:
+        """The ``train``, ``val`` or ``holdout`` split, decoded (now, if not yet; ``train`` augmented); None
+        when the data has no image in it (nothing held out, no val/ folder)."""
+        if name not in self.samples:
+            raise ValueError(f"no split {name!r}: choose one of {sorted(self.samples)}")
+        if not self.samples[name]:
+            return None
+        self._prepare_labelled((name,))
+        return self.decoded[name]
 
     @property
     def class_counts(self) -> list[int]:
@@ -171,32 +211,27 @@ class WasteDataModule(L.LightningDataModule):
                                             blank={i for i, s in enumerate(samples) if str(s.path) in errors})
 
     def _prepare_labelled(self, splits: tuple[str, ...]) -> None:
-        """Decode the labelled ``splits`` (``train``, ``val``) not decoded yet; one warning for unreadable files."""
+        """Decode the labelled ``splits`` not decoded yet; one warning for unreadable files."""
         hp = self.hparams
-        todo = [s for s in splits if getattr(self, f"{s}_set") is None]
+        todo = [s for s in splits if s not in self.decoded]
         if not todo:
             return
-        self._announce_cache(sum(len(getattr(self, f"{s}_samples")) for s in todo))
+        self._announce_cache(sum(len(self.samples[s]) for s in todo))
         errors: dict[str, str] = {}
         for split in todo:
-            samples = getattr(self, f"{split}_samples")
+            samples = self.samples[split]
             cache, good, err = decode_all(samples, hp.image_size, hp.keep_aspect, f"decoding {split} images",
                                           hp.cache_images, hp.image_cache_dir)
             errors.update(err)
-            samples = [samples[i] for i in good]
-            setattr(self, f"{split}_samples", samples)
+            self.samples[split] = samples = [samples[i] for i in good]
             augment = hp.augment if split == "train" else "none"
-            setattr(self, f"{split}_set", ImageDataset(samples, hp.image_size, augment, hp.keep_aspect, cache))
+            self.decoded[split] = ImageDataset(samples, hp.image_size, augment, hp.keep_aspect, cache)
         if errors:
             listing = "\n  ".join(errors.values())
             if hp.strict:
                 raise ImageLoadError(f"{len(errors)} unreadable training image(s) (strict mode):\n  {listing}")
             warnings.warn(f"skipped {len(errors)} unreadable image(s):\n  {listing}", stacklevel=3)
         self.skipped_files += list(errors)
-        if "train" in todo:
-            self.train_images = self.train_set
-            if self.teacher_outputs is not None:
-                self.train_set = self.teacher_outputs
 
     def use_teacher_outputs(self, replay: Dataset) -> None:
         """Train on ``replay`` (the teacher-output cache replaying recorded views of ``train_images`` with the
@@ -205,8 +240,6 @@ class WasteDataModule(L.LightningDataModule):
             raise ValueError(f"the teacher outputs cover {len(replay)} images, the training split has "
                              f"{len(self.train_samples)}: they were made for other data")
         self.teacher_outputs = replay
-        if self.train_images is not None:
-            self.train_set = replay
 
     def _announce_cache(self, n_images: int) -> None:
         hp = self.hparams

@@ -22,6 +22,7 @@ from jsonargparse import lazy_instance
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.wrappers import ClasswiseWrapper
 
 from distill.checkpoint import selected_val_f1
 from distill.choices import check_choice
@@ -44,6 +45,14 @@ def own(loss: nn.Module, default: nn.Module) -> nn.Module:
 
 def weighted_sum(terms: Terms) -> torch.Tensor:
     return sum(terms.values())  # type: ignore[return-value]
+
+
+def evaluation_metrics(class_names: list[str], prefix: str) -> MetricCollection:
+    """``f1`` (macro), ``acc`` (micro) and ``f1_<class>`` for each class (torchmetrics' ``ClasswiseWrapper``)."""
+    n = len(class_names)
+    return MetricCollection({"f1": MulticlassF1Score(n, average="macro"), "acc": MulticlassAccuracy(n, average="micro"),
+                             "per_class": ClasswiseWrapper(MulticlassF1Score(n, average=None), labels=list(class_names),
+                                                           prefix="f1_")}, prefix=prefix)
 
 
 class TrainingModule(L.LightningModule):
@@ -92,14 +101,15 @@ class TrainingModule(L.LightningModule):
         self.label_loss = own(label_loss, DEFAULT_LABEL_LOSS)
         if class_counts is not None:
             self.label_loss.set_class_counts(class_counts)
-        metrics = MetricCollection({"f1": MulticlassF1Score(num_classes, average="macro"),
-                                    "acc": MulticlassAccuracy(num_classes, average="micro")})
         self.train_metrics = MulticlassF1Score(num_classes, average="macro")  # on the views it trains on
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.val_per_class = MulticlassF1Score(num_classes, average=None)
-        self.test_metrics = metrics.clone(prefix="test/")
-        self.test_per_class = MulticlassF1Score(num_classes, average=None)
+        self._make_evaluation_metrics()
         self.selected_val_f1: float | None = None  # of a loaded checkpoint (its ModelCheckpoint's best score)
+
+    def _make_evaluation_metrics(self) -> None:
+        """Macro F1, accuracy and per-class F1 (``val/f1_<class>``) of the validation and test splits."""
+        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        self.val_metrics = evaluation_metrics(names, "val/")
+        self.test_metrics = evaluation_metrics(names, "test/")
 
     def _check_options(self) -> None:
         hp = self.hparams
@@ -125,6 +135,7 @@ class TrainingModule(L.LightningModule):
                              f"{list(names)}")
         if self.hparams.class_names is None:
             self.hparams.class_names = list(names)
+            self._make_evaluation_metrics()  # per-class F1 named after the classes
         if self.hparams.class_counts is None and stage == "fit":
             self.hparams.class_counts = list(datamodule.class_counts)
             self.label_loss.set_class_counts(self.hparams.class_counts)
@@ -174,34 +185,30 @@ class TrainingModule(L.LightningModule):
                       batch_size=len(labels), sync_dist=True)  # under DDP: the mean over every rank's batches
         return losses["loss"]
 
-    def _evaluate(self, batch: dict, split: str) -> None:
+    def _evaluate(self, batch: dict, metrics: MetricCollection) -> None:
         logits, labels = self(batch["image"]), batch["label"]
-        self.log(f"{split}/loss", F.cross_entropy(logits, labels), batch_size=len(labels), sync_dist=True)
-        getattr(self, f"{split}_metrics").update(logits, labels)
-        getattr(self, f"{split}_per_class").update(logits, labels)
+        self.log(f"{metrics.prefix}loss", F.cross_entropy(logits, labels), batch_size=len(labels), sync_dist=True)
+        metrics.update(logits, labels)
 
-    def _log_evaluation(self, split: str) -> dict[str, torch.Tensor]:
-        metrics, per_class = getattr(self, f"{split}_metrics"), getattr(self, f"{split}_per_class")
+    def _log_evaluation(self, metrics: MetricCollection) -> None:
         values = metrics.compute()
-        self.log_dict(values, prog_bar=True)
-        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
-        self.log_dict({f"{split}_f1/{n}": v for n, v in zip(names, per_class.compute())})
+        overall = [f"{metrics.prefix}{k}" for k in ("f1", "acc")]
+        self.log_dict({k: values.pop(k) for k in overall}, prog_bar=True)
+        self.log_dict(values)  # per class
         metrics.reset()
-        per_class.reset()
-        return values
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        self._evaluate(batch, self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_evaluation("val")
+        self._log_evaluation(self.val_metrics)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         """``distill test``: the held-out split (``data.holdout_fraction``), else the validation split."""
-        self._evaluate(batch, "test")
+        self._evaluate(batch, self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
-        self._log_evaluation("test")
+        self._log_evaluation(self.test_metrics)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         """One forward pass of the single network per image: no test-time augmentation."""

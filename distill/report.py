@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from torchmetrics.classification import (
     MulticlassConfusionMatrix,
     MulticlassF1Score,
@@ -27,7 +28,7 @@ from torchmetrics.classification import (
 from distill.checkpoint import atomic_write_text, load_trained
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import say
-from distill.data import WasteDataModule
+from distill.data import WasteDataModule, collate
 from distill.layout import check_class_names
 from distill.preprocess import model_input
 
@@ -95,10 +96,10 @@ def report_card(model: nn.Module, dm: WasteDataModule, out_dir: str | Path, f1_b
     chose with), else on its validation split, and write the report card into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    split = "held-out" if dm.holdout_samples else "val"
-    dm.setup("test" if split == "held-out" else "validate")
+    held_out = dm.labelled_split("holdout")
+    split, dataset = ("held-out", held_out) if held_out is not None else ("val", dm.labelled_split("val"))
     names = dm.class_names
-    loader = dm.test_dataloader() if split == "held-out" else dm.val_dataloader()
+    loader = DataLoader(dataset, batch_size=dm.hparams.batch_size, collate_fn=collate)
     results = evaluate(model, loader, len(names))
     size = model.preprocess.input_size
     info = describe(model, size)

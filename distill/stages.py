@@ -197,13 +197,9 @@ def evaluate_split(model: torch.nn.Module, datamodule: Any, split: str, path: Pa
     written to ``path``; ``(None, None)`` when the recipe holds out nothing (or has no val split)."""
     from distill.evaluation import macro_f1, predict_labels
 
-    if split == "holdout":
-        if not getattr(datamodule, "holdout_samples", None):
-            return None, None
-        datamodule.setup("test")
-    elif getattr(datamodule, "val_set", None) is None:
+    dataset = datamodule.labelled_split(split)
+    if dataset is None:
         return None, None
-    dataset = getattr(datamodule, f"{split}_set")
     labels = [s.label for s in dataset.samples]
     preds = predict_labels(model, dataset)
     f1 = macro_f1(np.array(labels), preds, datamodule.num_classes)

@@ -92,7 +92,11 @@ def test_loss_is_the_weighted_sum_of_named_terms():
 def test_same_seed_same_f1_and_weights(demo_root, tmp_path):
     a, trainer_a, _ = fit_module(demo_root, tmp_path / "a", seed=3)
     b, trainer_b, _ = fit_module(demo_root, tmp_path / "b", seed=3)
-    assert float(trainer_a.callback_metrics["val/f1"]) == float(trainer_b.callback_metrics["val/f1"])
+    metrics = trainer_a.callback_metrics
+    assert float(metrics["val/f1"]) == float(trainer_b.callback_metrics["val/f1"])
+    # per-class F1 logged under each class's name; macro F1 is their mean
+    per_class = [float(metrics[f"val/f1_{name}"]) for name in a.hparams.class_names]
+    assert len(per_class) == 9 and float(metrics["val/f1"]) == pytest.approx(sum(per_class) / 9, abs=1e-6)
     for (k, va), vb in zip(a.student.state_dict().items(), b.student.state_dict().values()):
         assert torch.equal(va, vb), k
 
