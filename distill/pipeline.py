@@ -24,6 +24,7 @@ from typing import Any
 
 from distill.console import say
 from distill.recipe import Recipe, merge, parse_setting, split_settings
+from distill.summary import Summary, TeacherSummary
 
 HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
 
@@ -69,14 +70,10 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def _rounded(values: list[float | None]) -> list[float | None]:
-    return [None if v is None else round(v, 4) for v in values]
-
-
 def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
                  settings: dict[str, Any] | None = None, teacher_only: bool = False,
-                 command: str = "", baseline_views: str = "fresh") -> dict[str, Any]:
+                 command: str = "", baseline_views: str = "fresh") -> Summary | TeacherSummary:
     """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report.
 
     ``settings``: overrides (nested dict, as ``--set`` gives): for the student stages, except those under
@@ -118,8 +115,8 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                 for folder, settings in zip(teacher_dirs, teacher_settings)]
     teacher = teachers[0]
     if teacher_only:
-        return {"teacher_f1": teacher.val_f1, "teacher_members_f1": [t.val_f1 for t in teachers],
-                "seconds": {"teacher": sum(t.seconds for t in teachers)}}
+        return TeacherSummary(teacher.val_f1, [t.val_f1 for t in teachers], teacher.holdout_f1,
+                              {"teacher": sum(t.seconds for t in teachers)})
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})
     if baseline_views == "cached":  # the KD stages' settings, cache included, with the teacher's logits unread
@@ -144,108 +141,65 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         submission = run_predict(best, out, predict_dir, layout, data_root)
     else:
         say(f"[pipeline] no prediction folder {predict_dir}: skipping the submission")
-    summary = {
-        "teacher_f1": teacher.val_f1,  # the students' teacher: with several, their ensemble
-        "teacher_members_f1": [t.val_f1 for t in teachers],
-        "teacher_members_holdout_f1": [t.holdout_f1 for t in teachers],
-        "student_kd_f1": _mean([r.val_f1 for r in kd]),
-        "student_ce_f1": _mean([r.val_f1 for r in ce]),
-        "student_kd_f1_per_seed": [r.val_f1 for r in kd],
-        "student_ce_f1_per_seed": [r.val_f1 for r in ce],
-        "teacher_holdout_f1": teacher.holdout_f1,
-        "student_kd_holdout_f1": _mean([r.holdout_f1 for r in kd if r.holdout_f1 is not None]),
-        "student_ce_holdout_f1": _mean([r.holdout_f1 for r in ce if r.holdout_f1 is not None]),
-        "student_kd_holdout_f1_per_seed": [r.holdout_f1 for r in kd],
-        "student_ce_holdout_f1_per_seed": [r.holdout_f1 for r in ce],
-        "kd_minus_ce_holdout": compare_files([(r.holdout_file,) for r in kd], [(r.holdout_file,) for r in ce],
-                                             "held-out images"),
-        "student_kd_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in kd],
-        "student_ce_last_holdout_f1_per_seed": [r.last_holdout_f1 for r in ce],
-        "kd_minus_ce_last_holdout": compare_files([(r.last_holdout_file,) for r in kd],
-                                                  [(r.last_holdout_file,) for r in ce], "held-out images"),
+    summary = Summary(
+        teacher_f1=teacher.val_f1,  # the students' teacher: with several, their ensemble
+        teacher_members_f1=[t.val_f1 for t in teachers],
+        teacher_members_holdout_f1=[t.holdout_f1 for t in teachers],
+        student_kd_f1=_mean([r.val_f1 for r in kd]),
+        student_ce_f1=_mean([r.val_f1 for r in ce]),
+        student_kd_f1_per_seed=[r.val_f1 for r in kd],
+        student_ce_f1_per_seed=[r.val_f1 for r in ce],
+        teacher_holdout_f1=teacher.holdout_f1,
+        student_kd_holdout_f1=_mean([r.holdout_f1 for r in kd if r.holdout_f1 is not None]),
+        student_ce_holdout_f1=_mean([r.holdout_f1 for r in ce if r.holdout_f1 is not None]),
+        student_kd_holdout_f1_per_seed=[r.holdout_f1 for r in kd],
+        student_ce_holdout_f1_per_seed=[r.holdout_f1 for r in ce],
+        kd_minus_ce_holdout=compare_files([(r.holdout_file,) for r in kd], [(r.holdout_file,) for r in ce],
+                                          "held-out images"),
+        student_kd_last_holdout_f1_per_seed=[r.last_holdout_f1 for r in kd],
+        student_ce_last_holdout_f1_per_seed=[r.last_holdout_f1 for r in ce],
+        kd_minus_ce_last_holdout=compare_files([(r.last_holdout_file,) for r in kd],
+                                               [(r.last_holdout_file,) for r in ce], "held-out images"),
         # the last epochs on val + held-out images together (neither chose those weights): twice the images
-        "kd_minus_ce_last_unseen": compare_files([(r.last_val_file, r.last_holdout_file) for r in kd],
-                                                 [(r.last_val_file, r.last_holdout_file) for r in ce],
-                                                 "val and held-out images"),
-        "student_kd_last_val_f1_per_seed": [r.last_val_f1 for r in kd],
-        "student_ce_last_val_f1_per_seed": [r.last_val_f1 for r in ce],
-        "teacher_view_f1": cache.teacher_view_f1 if cache else None,  # on the cached views the students train on
-        "student_kd_train_f1_per_seed": [r.train_f1 for r in kd],
-        "student_ce_train_f1_per_seed": [r.train_f1 for r in ce],
-        "seeds": seeds,
-        "student_macs": info["macs_fvcore"], "student_macs_competition": info["macs_competition"],
-        "student_params": info["params"], "student_input_size": meta["input_size"],
-        "student_rules_ok": not info["rule_violations"],
+        kd_minus_ce_last_unseen=compare_files([(r.last_val_file, r.last_holdout_file) for r in kd],
+                                              [(r.last_val_file, r.last_holdout_file) for r in ce],
+                                              "val and held-out images"),
+        student_kd_last_val_f1_per_seed=[r.last_val_f1 for r in kd],
+        student_ce_last_val_f1_per_seed=[r.last_val_f1 for r in ce],
+        teacher_view_f1=cache.teacher_view_f1 if cache else None,  # on the cached views the students train on
+        student_kd_train_f1_per_seed=[r.train_f1 for r in kd],
+        student_ce_train_f1_per_seed=[r.train_f1 for r in ce],
+        seeds=seeds,
+        student_macs=info["macs_fvcore"], student_macs_competition=info["macs_competition"],
+        student_params=info["params"], student_input_size=meta["input_size"],
+        student_rules_ok=not info["rule_violations"],
         # val chose the submitted seed, so its val F1 is the best of len(seeds): the held-out F1 (no stage chose on
         # it) estimates the score when there is a held-out split
-        "score_estimate": competition_score(estimate_f1, info["macs_fvcore"]),
-        "score_estimate_from": "held-out" if best.holdout_f1 is not None else "val",
-        "selected_student": best.model_file, "selected_seed": best.seed, "selected_val_f1": best.val_f1,
-        "selected_holdout_f1": best.holdout_f1, "submission": str(submission) if submission else None,
-        "seconds": {"teacher": sum(t.seconds for t in teachers),
-                    "teacher_cache": cache.seconds if cache else 0.0,  # the stage: decoding, key, fill
-                    "teacher_cache_fill": (cache.fill_seconds if cache else 0.0) + sum(r.cache_fill_seconds for r in kd),
-                    "student_kd": [r.seconds for r in kd],
-                    "student_ce": [r.seconds for r in ce], "predict": time.time() - t_predict,
-                    "total_this_run": time.time() - t0},
-        "precision": {"teacher_fine_tune": teacher.precision, "student": sorted({str(r.precision) for r in kd + ce}),
-                      "teacher_forward": resolve("auto", "cuda" if torch.cuda.is_available() else "cpu")},
-        "machine": machine_info(str(student_overrides.get("precision", "auto"))),
-        "command": command,
-        "baseline_views": baseline_views if baseline else None,
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        score_estimate=competition_score(estimate_f1, info["macs_fvcore"]),
+        score_estimate_from="held-out" if best.holdout_f1 is not None else "val",
+        selected_student=best.model_file, selected_seed=best.seed, selected_val_f1=best.val_f1,
+        selected_holdout_f1=best.holdout_f1, submission=str(submission) if submission else None,
+        seconds={"teacher": sum(t.seconds for t in teachers),
+                 "teacher_cache": cache.seconds if cache else 0.0,  # the stage: decoding, key, fill
+                 "teacher_cache_fill": (cache.fill_seconds if cache else 0.0) + sum(r.cache_fill_seconds for r in kd),
+                 "student_kd": [r.seconds for r in kd],
+                 "student_ce": [r.seconds for r in ce], "predict": time.time() - t_predict,
+                 "total_this_run": time.time() - t0},
+        precision={"teacher_fine_tune": teacher.precision, "student": sorted({str(r.precision) for r in kd + ce}),
+                   "teacher_forward": resolve("auto", "cuda" if torch.cuda.is_available() else "cpu")},
+        machine=machine_info(str(student_overrides.get("precision", "auto"))),
+        command=command,
+        baseline_views=baseline_views if baseline else None,
+    )
+    atomic_write_text(out / "summary.json", json.dumps(summary.to_json(), indent=2))
     if results_json is not None:  # a committed result: files named relative to --out, not this machine's paths
-        portable = {**summary, **{k: os.path.relpath(summary[k], out) if summary[k] else None
-                                  for k in ("selected_student", "submission")}}
-        atomic_write_text(results_json, json.dumps(portable, indent=2))
+        atomic_write_text(results_json, json.dumps(summary.to_json(relative_to=out), indent=2))
     return summary
 
 
 def teacher_weights(files: list[Path | str]) -> str | list[str]:
     """``teacher.weights`` for the teacher fine-tunes' files: one file, or a list (an ensemble)."""
     return str(files[0]) if len(files) == 1 else [str(f) for f in files]
-
-
-def print_summary(summary: dict[str, Any], out: Path) -> None:
-    print("\n==== distill pipeline report ====")
-    members = summary.get("teacher_members_f1") or []
-    print(f"teacher val macro F1      : {summary['teacher_f1']:.4f}"
-          + (f" (ensemble of {len(members)}; each {_rounded(members)})" if len(members) > 1 else ""))
-    print(f"student (KD) val macro F1 : {summary['student_kd_f1']:.4f}  per seed {_rounded(summary['student_kd_f1_per_seed'])}")
-    if summary["student_ce_f1"] is not None:
-        print(f"student (no teacher) F1   : {summary['student_ce_f1']:.4f}  per seed {_rounded(summary['student_ce_f1_per_seed'])}")
-    if summary["student_kd_holdout_f1"] is not None:
-        print(f"held-out macro F1         : teacher {summary['teacher_holdout_f1']:.4f}, student (KD) "
-              f"{summary['student_kd_holdout_f1']:.4f} per seed {_rounded(summary['student_kd_holdout_f1_per_seed'])}")
-    if summary["student_ce_holdout_f1"] is not None:
-        print(f"held-out, no teacher      : {summary['student_ce_holdout_f1']:.4f} per seed "
-              f"{_rounded(summary['student_ce_holdout_f1_per_seed'])}")
-    for key, label in (("kd_minus_ce_holdout", "KD - no teacher, held-out "),
-                       ("kd_minus_ce_last_holdout", "  the same, last epochs   "),
-                       ("kd_minus_ce_last_unseen", "  last epochs, val+held-out")):
-        comparison = summary.get(key)
-        if comparison is not None:
-            print(f"{label}: {100 * comparison['difference']:+.1f} points (mean of "
-                  f"{len(summary['seeds'])} seed(s); {100 * comparison['level']:.0f}% paired bootstrap interval "
-                  f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f} over {comparison['images']} images)")
-    if summary.get("teacher_view_f1") is not None:
-        print(f"F1 on the training views  : teacher {summary['teacher_view_f1']:.4f} (cached), student (KD) per seed "
-              f"{_rounded(summary['student_kd_train_f1_per_seed'])}")
-    print(f"student MACs              : {summary['student_macs']:,} (fvcore), "
-          f"{summary['student_macs_competition']:,} (competition counter) at {summary['student_input_size']} px")
-    print(f"rules                     : {'ok' if summary['student_rules_ok'] else 'VIOLATED (see report.json)'}")
-    print(f"score estimate            : {summary['score_estimate']:.4f}  (lower is better; from the submitted student's "
-          f"{summary['score_estimate_from']} F1; seed {summary['selected_seed']}, chosen on val F1 "
-          f"{summary['selected_val_f1']:.4f})")
-    seconds = summary["seconds"]
-    print(f"stage seconds             : teacher {seconds['teacher']:.0f}, teacher-output cache "
-          f"{seconds['teacher_cache']:.0f} (fill {seconds['teacher_cache_fill']:.0f}), "
-          f"KD {', '.join(f'{s:.0f}' for s in seconds['student_kd'])}"
-          + (f", no teacher {', '.join(f'{s:.0f}' for s in seconds['student_ce'])}" if seconds['student_ce'] else ""))
-    print(f"student model             : {summary['selected_student']}")
-    print(f"submission                : {summary['submission']}")
-    print(f"summary                   : {out / 'summary.json'}")
 
 
 def check_data_root(root: str | None) -> None:
@@ -310,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     with OutputLock(out, command):
         summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
                                args.results_json, settings, args.teacher_only, command, args.baseline_views)
-    if args.teacher_only:
-        print(f"teacher val macro F1: {summary['teacher_f1']:.4f} ({summary['seconds']['teacher']:.0f} s)")
+    if isinstance(summary, TeacherSummary):
+        print(f"teacher val macro F1: {summary.teacher_f1:.4f} ({summary.seconds['teacher']:.0f} s)")
         return
-    print_summary(summary, out)
+    print(summary.report(out))

@@ -25,46 +25,49 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert epochs == {"teacher": 1, "student_kd/seed_0": 2, "student_ce/seed_0": 2}
     result = json.loads((tmp_path / "result.json").read_text())  # a committed result names no machine paths
     assert result["selected_student"] == "student_kd/seed_0/model.pt" and result["submission"] == "submission.csv"
+    assert json.loads((out / "summary.json").read_text()) == summary.to_json()  # the JSON is the Summary's fields
+    printed = summary.report(out)
+    assert f"score estimate            : {summary.score_estimate:.4f}" in printed and "held-out, no teacher" in printed
     # the held-out images: the same for the teacher (given the students' setting) and both students
     held = [json.loads((out / stage / "holdout.json").read_text())
             for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")]
     assert held[0]["paths"] == held[1]["paths"] == held[2]["paths"] and len(held[0]["paths"]) > 0
-    assert summary["student_kd_holdout_f1_per_seed"] == [held[1]["f1"]]
+    assert summary.student_kd_holdout_f1_per_seed == [held[1]["f1"]]
     # the score is estimated from the submitted student's held-out F1 (val chose the seed; held-out chose nothing)
     from distill.competition import competition_score
-    assert summary["score_estimate_from"] == "held-out" and summary["selected_holdout_f1"] == held[1]["f1"]
-    assert summary["score_estimate"] == pytest.approx(competition_score(held[1]["f1"], summary["student_macs"]))
-    comparison = summary["kd_minus_ce_holdout"]
+    assert summary.score_estimate_from == "held-out" and summary.selected_holdout_f1 == held[1]["f1"]
+    assert summary.score_estimate == pytest.approx(competition_score(held[1]["f1"], summary.student_macs))
+    comparison = summary.kd_minus_ce_holdout
     assert comparison["images"] == len(held[0]["paths"]) and comparison["low"] <= comparison["difference"] <= comparison["high"]
     # and the last epoch's weights, no checkpoint selection: their own predictions on the same images
     last = [json.loads((out / stage / "holdout_last.json").read_text()) for stage in ("student_kd/seed_0", "student_ce/seed_0")]
-    assert last[0]["paths"] == held[0]["paths"] and summary["student_kd_last_holdout_f1_per_seed"] == [last[0]["f1"]]
-    assert summary["student_ce_last_holdout_f1_per_seed"] == [last[1]["f1"]]
-    assert summary["kd_minus_ce_last_holdout"]["difference"] == pytest.approx(last[0]["f1"] - last[1]["f1"])
+    assert last[0]["paths"] == held[0]["paths"] and summary.student_kd_last_holdout_f1_per_seed == [last[0]["f1"]]
+    assert summary.student_ce_last_holdout_f1_per_seed == [last[1]["f1"]]
+    assert summary.kd_minus_ce_last_holdout["difference"] == pytest.approx(last[0]["f1"] - last[1]["f1"])
     records = {stage: json.loads((out / stage / "stage.json").read_text())
                for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")}
     # the same weights on the val split (it watched them, chose nothing): val + held-out make one unseen set
     val_last = [json.loads((out / stage / "val_last.json").read_text()) for stage in ("student_kd/seed_0", "student_ce/seed_0")]
     assert val_last[0]["f1"] == pytest.approx(records["student_kd/seed_0"]["last_val_f1"], abs=1e-6)  # as logged
     assert not set(val_last[0]["paths"]) & set(held[0]["paths"])
-    unseen = summary["kd_minus_ce_last_unseen"]
+    unseen = summary.kd_minus_ce_last_unseen
     assert unseen["images"] == len(val_last[0]["paths"]) + len(held[0]["paths"])
     joined = [macro_f1(np.array(v["labels"] + h["labels"]), np.array(v["preds"] + h["preds"]), 9)
               for v, h in zip(val_last, last)]
     assert unseen["kd_f1_per_seed"] == [joined[0]] and unseen["ce_f1_per_seed"] == [joined[1]]
     assert unseen["difference"] == pytest.approx(joined[0] - joined[1])
-    assert summary["teacher_f1"] == records["teacher"]["val_f1"]
-    assert summary["student_kd_f1_per_seed"] == [records["student_kd/seed_0"]["val_f1"]]
-    assert summary["student_ce_f1"] == records["student_ce/seed_0"]["val_f1"] and summary["student_rules_ok"]
-    assert summary["student_macs"] == 325_728 and summary["student_input_size"] == 64  # nano, 9 classes, 64 px
+    assert summary.teacher_f1 == records["teacher"]["val_f1"]
+    assert summary.student_kd_f1_per_seed == [records["student_kd/seed_0"]["val_f1"]]
+    assert summary.student_ce_f1 == records["student_ce/seed_0"]["val_f1"] and summary.student_rules_ok
+    assert summary.student_macs == 325_728 and summary.student_input_size == 64  # nano, 9 classes, 64 px
     rows = list(csv.reader(open(out / "submission.csv")))
     assert len(rows) - 1 == len(list((demo_root / "test" / "NoLabel").iterdir()))
     report = json.loads((out / "report.json").read_text())
-    assert report["macs_fvcore"] == summary["student_macs"]
+    assert report["macs_fvcore"] == summary.student_macs
     assert json.loads((out / "summary.json").read_text())["seeds"] == [0]
     # the cache is a stage of its own, filled before any student: the KD stage found it complete
-    fill = summary["seconds"]["teacher_cache_fill"]
-    assert 0 < fill <= summary["seconds"]["teacher_cache"]
+    fill = summary.seconds["teacher_cache_fill"]
+    assert 0 < fill <= summary.seconds["teacher_cache"]
     assert json.loads((out / "teacher_cache" / "stage.json").read_text())["fill_seconds"] == fill
     assert json.loads((out / "student_kd" / "seed_0" / "stage.json").read_text())["cache_fill_seconds"] == 0
 
@@ -136,9 +139,9 @@ def test_pipeline_prunes_a_larger_student_to_the_budget(demo_root, tmp_path, sma
                            settings=fast)
     large = json.loads((out / "student_large" / "seed_0" / "stage.json").read_text())
     assert large["input_size"] == 64 and (out / "student_pruned" / "seed_0" / "model.pt").is_file()
-    assert 0.98 * 300_000 <= summary["student_macs"] <= 300_000 and summary["student_rules_ok"]
-    assert summary["selected_student"].endswith("student_kd/seed_0/model.pt")
-    assert summary["seconds"]["teacher_cache_fill"] > 0  # filled for the larger student, reused after pruning
+    assert 0.98 * 300_000 <= summary.student_macs <= 300_000 and summary.student_rules_ok
+    assert summary.selected_student.endswith("student_kd/seed_0/model.pt")
+    assert summary.seconds["teacher_cache_fill"] > 0  # filled for the larger student, reused after pruning
 
 
 def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root, tmp_path):
@@ -208,9 +211,9 @@ def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
     assert configs["student_kd/seed_0"]["model"]["init_args"]["teacher"]["weights"] == [
         StageRecord.load(out / stage / "stage.json").model_file for stage in ("teacher", "teacher_2")]
     ensemble = json.loads((out / "teacher_ensemble" / "stage.json").read_text())
-    assert summary["teacher_f1"] == ensemble["val_f1"] and summary["teacher_holdout_f1"] == ensemble["holdout_f1"]
+    assert summary.teacher_f1 == ensemble["val_f1"] and summary.teacher_holdout_f1 == ensemble["holdout_f1"]
     assert ensemble["model_file"] is ensemble["checkpoint"] is ensemble["config"] is None  # the members hold files
-    assert summary["teacher_members_f1"] == [m["val_f1"] for m in members]
+    assert summary.teacher_members_f1 == [m["val_f1"] for m in members]
     held = [json.loads((out / stage / "holdout.json").read_text()) for stage in ("teacher", "teacher_ensemble")]
     assert held[0]["paths"] == held[1]["paths"] and ensemble["holdout_f1"] == held[1]["f1"]
     assert held[1]["f1"] == pytest.approx(macro_f1(np.array(held[1]["labels"]), np.array(held[1]["preds"]), 9))

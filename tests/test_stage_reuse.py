@@ -127,6 +127,6 @@ def test_a_moved_pipeline_folder_reruns_from_elsewhere_without_training(demo_roo
     printed = capsys.readouterr().out
     assert "[pipeline] fit" not in printed and printed.count("reusing finished stage") == 2
     assert "complete already: reused" in printed
-    assert os.path.realpath(summary["selected_student"]) == os.path.realpath(tmp_path / "moved" / "student_kd" /
+    assert os.path.realpath(summary.selected_student) == os.path.realpath(tmp_path / "moved" / "student_kd" /
                                                                               "seed_0" / "model.pt")
-    assert os.path.realpath(summary["submission"]) == os.path.realpath(tmp_path / "moved" / "submission.csv")
+    assert os.path.realpath(summary.submission) == os.path.realpath(tmp_path / "moved" / "submission.csv")

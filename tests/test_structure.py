@@ -141,7 +141,7 @@ LAYERS = [
                  "distill.prune", "distill.report"]),
     ("cli", ["distill.cli"]),
     ("stages", ["distill.recipe", "distill.fingerprint", "distill.stages", "distill.cache_stage"]),
-    ("commands", ["distill.command_args", "distill.pipeline", "distill.search", "distill.commands",
+    ("commands", ["distill.command_args", "distill.summary", "distill.pipeline", "distill.search", "distill.commands",
                   "distill.__main__"]),
 ]
 

@@ -1,0 +1,123 @@
+"""What ``distill pipeline`` found: ``Summary`` (its JSON, ``summary.json``, is ``asdict``) and its printed report."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+PORTABLE = ("selected_student", "submission")  # the file paths a committed result writes relative to --out
+
+
+def _rounded(values: list[float | None]) -> list[float | None]:
+    return [None if v is None else round(v, 4) for v in values]
+
+
+@dataclass
+class TeacherSummary:
+    """``distill pipeline --teacher-only``: the teacher fine-tune(s) alone."""
+
+    teacher_f1: float
+    teacher_members_f1: list[float]
+    teacher_holdout_f1: float | None
+    seconds: dict[str, float]
+
+
+@dataclass
+class Summary:
+    """One pipeline run. F1 is macro F1; ``_per_seed`` lists follow ``seeds``; ``kd`` the students taught by the
+    teacher, ``ce`` the ones trained without it (``--baseline``; empty lists / None without); ``kd_minus_ce_*``
+    are paired bootstrap comparisons (``distill.evaluation.compare_files``) on per-image predictions."""
+
+    teacher_f1: float  # val F1 of the students' teacher (with several, their ensemble)
+    teacher_members_f1: list[float]
+    teacher_members_holdout_f1: list[float | None]
+    student_kd_f1: float | None
+    student_ce_f1: float | None
+    student_kd_f1_per_seed: list[float]
+    student_ce_f1_per_seed: list[float]
+    teacher_holdout_f1: float | None
+    student_kd_holdout_f1: float | None
+    student_ce_holdout_f1: float | None
+    student_kd_holdout_f1_per_seed: list[float | None]
+    student_ce_holdout_f1_per_seed: list[float | None]
+    kd_minus_ce_holdout: dict[str, Any] | None
+    student_kd_last_holdout_f1_per_seed: list[float | None]
+    student_ce_last_holdout_f1_per_seed: list[float | None]
+    kd_minus_ce_last_holdout: dict[str, Any] | None
+    kd_minus_ce_last_unseen: dict[str, Any] | None  # the last epochs on val + held-out images together
+    student_kd_last_val_f1_per_seed: list[float | None]
+    student_ce_last_val_f1_per_seed: list[float | None]
+    teacher_view_f1: float | None  # on the cached views the students train on
+    student_kd_train_f1_per_seed: list[float | None]
+    student_ce_train_f1_per_seed: list[float | None]
+    seeds: list[int]
+    student_macs: int  # fvcore
+    student_macs_competition: int  # the competition's hook counter
+    student_params: int
+    student_input_size: int
+    student_rules_ok: bool
+    score_estimate: float  # of the submitted student, from its held-out F1 where there is a held-out split
+    score_estimate_from: str  # "held-out" or "val"
+    selected_student: str  # the submitted model file (chosen on val F1 among the seeds)
+    selected_seed: int
+    selected_val_f1: float
+    selected_holdout_f1: float | None
+    submission: str | None
+    seconds: dict[str, Any]
+    precision: dict[str, Any]
+    machine: dict[str, Any]
+    command: str = ""
+    baseline_views: str | None = None
+
+    def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The summary as JSON data; with ``relative_to`` its file paths relative to that folder (a committed
+        result names no path of this machine)."""
+        data = asdict(self)
+        if relative_to is not None:
+            data.update({k: os.path.relpath(data[k], relative_to) if data[k] else None for k in PORTABLE})
+        return data
+
+    def report(self, out: Path) -> str:
+        """The printed report of the run."""
+        lines = ["", "==== distill pipeline report ===="]
+        members = self.teacher_members_f1
+        lines.append(f"teacher val macro F1      : {self.teacher_f1:.4f}"
+                     + (f" (ensemble of {len(members)}; each {_rounded(members)})" if len(members) > 1 else ""))
+        lines.append(f"student (KD) val macro F1 : {self.student_kd_f1:.4f}  per seed {_rounded(self.student_kd_f1_per_seed)}")
+        if self.student_ce_f1 is not None:
+            lines.append(f"student (no teacher) F1   : {self.student_ce_f1:.4f}  per seed "
+                         f"{_rounded(self.student_ce_f1_per_seed)}")
+        if self.student_kd_holdout_f1 is not None:
+            lines.append(f"held-out macro F1         : teacher {self.teacher_holdout_f1:.4f}, student (KD) "
+                         f"{self.student_kd_holdout_f1:.4f} per seed {_rounded(self.student_kd_holdout_f1_per_seed)}")
+        if self.student_ce_holdout_f1 is not None:
+            lines.append(f"held-out, no teacher      : {self.student_ce_holdout_f1:.4f} per seed "
+                         f"{_rounded(self.student_ce_holdout_f1_per_seed)}")
+        for comparison, label in ((self.kd_minus_ce_holdout, "KD - no teacher, held-out "),
+                                  (self.kd_minus_ce_last_holdout, "  the same, last epochs   "),
+                                  (self.kd_minus_ce_last_unseen, "  last epochs, val+held-out")):
+            if comparison is not None:
+                lines.append(f"{label}: {100 * comparison['difference']:+.1f} points (mean of {len(self.seeds)} "
+                             f"seed(s); {100 * comparison['level']:.0f}% paired bootstrap interval "
+                             f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f} over "
+                             f"{comparison['images']} images)")
+        if self.teacher_view_f1 is not None:
+            lines.append(f"F1 on the training views  : teacher {self.teacher_view_f1:.4f} (cached), student (KD) per "
+                         f"seed {_rounded(self.student_kd_train_f1_per_seed)}")
+        lines.append(f"student MACs              : {self.student_macs:,} (fvcore), {self.student_macs_competition:,} "
+                     f"(competition counter) at {self.student_input_size} px")
+        lines.append(f"rules                     : {'ok' if self.student_rules_ok else 'VIOLATED (see report.json)'}")
+        lines.append(f"score estimate            : {self.score_estimate:.4f}  (lower is better; from the submitted "
+                     f"student's {self.score_estimate_from} F1; seed {self.selected_seed}, chosen on val F1 "
+                     f"{self.selected_val_f1:.4f})")
+        seconds = self.seconds
+        lines.append(f"stage seconds             : teacher {seconds['teacher']:.0f}, teacher-output cache "
+                     f"{seconds['teacher_cache']:.0f} (fill {seconds['teacher_cache_fill']:.0f}), "
+                     f"KD {', '.join(f'{s:.0f}' for s in seconds['student_kd'])}"
+                     + (f", no teacher {', '.join(f'{s:.0f}' for s in seconds['student_ce'])}"
+                        if seconds["student_ce"] else ""))
+        lines.append(f"student model             : {self.selected_student}")
+        lines.append(f"submission                : {self.submission}")
+        lines.append(f"summary                   : {out / 'summary.json'}")
+        return "\n".join(lines)
