@@ -15,8 +15,8 @@ import statistics
 from pathlib import Path
 
 from distill.checkpoint import load_trained
-from distill.evaluation import ScoredImages, compare_scored
-from distill.stages import StageRecord, evaluate_split
+from distill.evaluation import ScoredImages, compare_scored, score_split
+from distill.stages import StageRecord
 
 
 def val_file(stage: Path, record: StageRecord) -> Path:
@@ -30,7 +30,7 @@ def val_file(stage: Path, record: StageRecord) -> Path:
             raise SystemExit(f"{stage}: no val_last.json and no checkpoints/last.ckpt to make it from")
         cli = build_cli({"trainer": {"logger": False}}, run=False, config_files=[record.config])
         cli.datamodule.setup("validate")
-        evaluate_split(load_trained(last)[0], cli.datamodule, "val", path)
+        score_split(load_trained(last)[0], cli.datamodule, "val", path)
     return path
 
 

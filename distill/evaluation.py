@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.classification import multiclass_f1_score
 
+from distill.checkpoint import atomic_write_text
 from distill.preprocess import model_input
 
 
@@ -107,7 +108,7 @@ def paired_bootstrap(labels: np.ndarray, preds_a: list[np.ndarray], preds_b: lis
 
 @dataclass(frozen=True)
 class ScoredImages:
-    """One run's per-image predictions on one or more splits (the JSON files ``distill.stages.evaluate_split``
+    """One run's per-image predictions on one or more splits (the JSON files ``distill.evaluation.score_split``
     writes), joined in the order given."""
 
     paths: list[str]
@@ -125,7 +126,7 @@ class ScoredImages:
                 part = json.loads(Path(f).read_text())
                 part = {key: part[key] for key in ("paths", "labels", "preds", "class_names")}
             except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{f} is not a predictions file of distill.stages.evaluate_split "
+                raise ValueError(f"{f} is not a predictions file of distill.evaluation.score_split "
                                  f"({type(err).__name__}: {err}); delete it and rerun the stage or benchmark") from err
             parts.append(part)
         return cls([p for part in parts for p in part["paths"]],
@@ -163,3 +164,19 @@ def compare_files(kd: list[tuple[str | Path | None, ...]], ce: list[tuple[str | 
         return None
     runs = [ScoredImages.read(*run) for run in kd + ce]  # type: ignore[arg-type]
     return compare_scored(runs[: len(kd)], runs[len(kd):], what, "kd", "ce")
+
+
+def score_split(model: nn.Module, datamodule: Any, split: str, path: Path) -> tuple[float | None, str | None]:
+    """Macro F1 of ``model`` on the data module's ``holdout`` or ``val`` split, with its per-image predictions
+    written to ``path``; ``(None, None)`` when the recipe holds out nothing (or has no val split)."""
+    dataset = datamodule.labelled_split(split)
+    if dataset is None:
+        return None, None
+    labels = [s.label for s in dataset.samples]
+    preds = predict_labels(model, dataset)
+    f1 = macro_f1(np.array(labels), preds, datamodule.num_classes)
+    root = datamodule.root
+    atomic_write_text(path, json.dumps({"f1": f1, "class_names": datamodule.class_names,
+                                        "paths": [s.path.relative_to(root).as_posix() for s in dataset.samples],
+                                        "labels": labels, "preds": preds.tolist()}))
+    return f1, str(path)

@@ -86,8 +86,8 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     from distill.competition import competition_score, describe
     from distill.evaluation import compare_files
     from distill.precision import machine_info, resolve
+    from distill.stage_checks import check_stages
     from distill.stages import (
-        check_stages,
         run_cache,
         run_ensemble_eval,
         run_fit,

@@ -1,5 +1,6 @@
 """Stage runners: one ``fit`` of the CLI into a folder (reused when finished, resumed when interrupted), its
-record, its evaluation on the held-out split, and the pruning and prediction steps the pipeline chains."""
+record, its evaluation on the held-out split, and the pruning and prediction steps the pipeline chains. The
+checks of their configs before the first runs: ``distill.stage_checks``."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from distill.checkpoint import (
@@ -20,8 +20,10 @@ from distill.checkpoint import (
     save_trained,
 )
 from distill.console import say
+from distill.evaluation import score_split
 from distill.fingerprint import differences, fingerprint, stage_settings
 from distill.recipe import Recipe, merge
+from distill.stage_checks import check_selection
 
 
 class StageMismatchError(ValueError):
@@ -150,11 +152,11 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
         val_f1 = float(selection.best_model_score)
     else:  # the last epoch is the selected one (check_selection): its val F1 is the last one logged
         val_f1 = float(logged["val/f1"]) if "val/f1" in logged else meta["val_f1"]
-    holdout_f1, holdout_file = evaluate_split(model, cli.datamodule, "holdout", run_dir / "holdout.json")
-    last_holdout_f1, last_holdout_file = evaluate_split(cli.model.net, cli.datamodule, "holdout",
+    holdout_f1, holdout_file = score_split(model, cli.datamodule, "holdout", run_dir / "holdout.json")
+    last_holdout_f1, last_holdout_file = score_split(cli.model.net, cli.datamodule, "holdout",
                                                         run_dir / "holdout_last.json")
     stopped_on_val = any(isinstance(c, EarlyStopping) for c in cli.trainer.callbacks)  # then val chose the last
-    _, last_val_file = (None, None) if stopped_on_val else evaluate_split(cli.model.net, cli.datamodule, "val",
+    _, last_val_file = (None, None) if stopped_on_val else score_split(cli.model.net, cli.datamodule, "val",
                                                                            run_dir / "val_last.json")
     record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(selection.best_model_path),
                          config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
@@ -171,77 +173,6 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
         say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {holdout_f1:.4f} "
             f"(last epoch {last_holdout_f1:.4f})")
     return record
-
-
-def check_selection(monitor: str | None, mode: str) -> None:
-    """A stage exports the weights its ``checkpoint`` callback selects, and records their val F1: so the callback
-    either ranks by ``val/f1`` (mode ``max``, the default: the best val epoch) or keeps the last epoch
-    (``monitor: epoch``, mode ``max``; with a cosine schedule the converged weights, not a noisy maximum)."""
-    if (monitor, mode) not in {("val/f1", "max"), ("epoch", "max"), ("step", "max")}:
-        raise ValueError(f"checkpoint.monitor={monitor!r}, checkpoint.mode={mode!r}: a pipeline "
-                         "stage selects either the best val F1 (monitor val/f1, mode max) or the last epoch "
-                         "(monitor epoch, mode max)")
-
-
-def check_last_epoch_validated(trainer: Any) -> None:
-    """A stage exports and records the last epoch: with validation (and so the checkpoints) every N epochs, the last
-    epoch must be one of them."""
-    every, epochs = trainer.get("check_val_every_n_epoch") or 1, trainer.get("max_epochs")
-    if every > 1 and epochs is not None and epochs % every:
-        raise ValueError(f"trainer.max_epochs={epochs} is not a multiple of trainer.check_val_every_n_epoch={every}: "
-                         "the last epoch would be neither validated nor saved; make it a multiple")
-
-
-def evaluate_split(model: torch.nn.Module, datamodule: Any, split: str, path: Path) -> tuple[float | None, str | None]:
-    """Macro F1 of ``model`` on the data module's ``holdout`` or ``val`` split, with its per-image predictions
-    written to ``path``; ``(None, None)`` when the recipe holds out nothing (or has no val split)."""
-    from distill.evaluation import macro_f1, predict_labels
-
-    dataset = datamodule.labelled_split(split)
-    if dataset is None:
-        return None, None
-    labels = [s.label for s in dataset.samples]
-    preds = predict_labels(model, dataset)
-    f1 = macro_f1(np.array(labels), preds, datamodule.num_classes)
-    root = datamodule.root
-    atomic_write_text(path, json.dumps({"f1": f1, "class_names": datamodule.class_names,
-                                        "paths": [s.path.relative_to(root).as_posix() for s in dataset.samples],
-                                        "labels": labels, "preds": preds.tolist()}))
-    return f1, str(path)
-
-
-def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student_settings: dict[str, Any]) -> None:
-    """Parse every stage's config (recipe files + overrides; one teacher fine-tune per entry of
-    ``teacher_settings``) before the first stage runs; the students' ``teacher.name`` must be the network each
-    fine-tune trains."""
-    from distill.cli import check_config
-
-    nets: list[Any] = []  # each fine-tune's network: the students' teacher must be built as the same one
-    for i, settings in enumerate(teacher_settings):
-        try:
-            config = check_config(settings, recipe.configs("teacher"))
-        except ValueError as err:  # name the recipe.yaml entry when there are several teachers
-            if len(teacher_settings) == 1:
-                raise
-            raise ValueError(f"teacher {i + 1} of {len(teacher_settings)} (recipe.yaml teachers[{i}]): {err}") from None
-        check_selection(config.checkpoint.monitor, config.checkpoint.mode)
-        check_last_epoch_validated(config.trainer)
-        nets.append(config.model.init_args.get("net"))
-    config = check_config(student_settings, recipe.configs("student"))
-    check_selection(config.checkpoint.monitor, config.checkpoint.mode)
-    check_last_epoch_validated(config.trainer)
-    teacher = config.model.init_args.get("teacher")
-    for i, net in enumerate(nets):
-        if teacher is not None and isinstance(net, str) and teacher.name != net:
-            which = f"teacher {i + 1} of {len(nets)} (recipe.yaml teachers[{i}])" if len(nets) > 1 else "the teacher"
-            raise ValueError(f"{which} is fine-tuned as {net} (teacher.model.init_args.net) but the students are "
-                             f"taught by {teacher.name} (model.init_args.teacher.name): set both to one model, e.g. "
-                             f"--set teacher.model.init_args.net={net} --set model.init_args.teacher.name={net}")
-    prune = recipe.prune()
-    if prune is not None:
-        for part in ("train", "finetune"):
-            part_config = check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
-            check_last_epoch_validated(part_config.trainer)
 
 
 def run_cache(configs: list[Path], settings: dict[str, Any], seed: int):
@@ -271,8 +202,8 @@ def run_ensemble_eval(configs: list[Path], settings: dict[str, Any], run_dir: Pa
     datamodule.setup("fit")
     run_dir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():  # on the images the students get (their base size), through the teacher's preprocess
-        val_f1, _ = evaluate_split(teacher.model, datamodule, "val", run_dir / "val.json")
-        holdout_f1, holdout_file = evaluate_split(teacher.model, datamodule, "holdout", run_dir / "holdout.json")
+        val_f1, _ = score_split(teacher.model, datamodule, "val", run_dir / "val.json")
+        holdout_f1, holdout_file = score_split(teacher.model, datamodule, "holdout", run_dir / "holdout.json")
     if val_f1 is None:
         raise ValueError("a teacher ensemble is scored on the students' validation split, and they have none")
     record = replace(members[0], val_f1=val_f1, seconds=sum(m.seconds for m in members), holdout_f1=holdout_f1,

@@ -163,7 +163,7 @@ def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root,
         run_fit(configs, tmp_path / "bad", merge(settings, {"checkpoint": {"monitor": "val/loss", "mode": "min"}}), 0)
     assert not (tmp_path / "bad" / "checkpoints").exists()
     # and the pipeline rejects it before its first stage (the teacher's fine-tune)
-    from distill.stages import check_stages
+    from distill.stage_checks import check_stages
 
     teacher = [{"data": {"root": str(demo_root)}}]  # one settings dict per teacher fine-tune
     with pytest.raises(ValueError, match="checkpoint.monitor='val/loss'"):
@@ -178,7 +178,7 @@ def test_a_stage_can_export_the_last_epoch_instead_of_the_best_val_f1(demo_root,
 def test_the_students_teacher_must_be_the_network_the_fine_tune_trains(demo_root):
     """``--set teacher.model.init_args.net=efficientnet_lite2`` alone would fine-tune a Lite2 and then build a Lite0
     to load it into after the fine-tune: the pipeline names both options before any stage runs."""
-    from distill.stages import check_stages
+    from distill.stage_checks import check_stages
 
     data = {"data": {"root": str(demo_root)}}
     lite2 = merge(data, {"model": {"init_args": {"net": "efficientnet_lite2"}}})
@@ -218,7 +218,7 @@ def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
     assert held[0]["paths"] == held[1]["paths"] and ensemble["holdout_f1"] == held[1]["f1"]
     assert held[1]["f1"] == pytest.approx(macro_f1(np.array(held[1]["labels"]), np.array(held[1]["preds"]), 9))
     # a typo in one entry is named before any fine-tune
-    from distill.stages import check_stages
+    from distill.stage_checks import check_stages
 
     bad = [{"data": {"root": str(demo_root)}}, {"data": {"root": str(demo_root), "augmnet": "strong"}}]
     with pytest.raises(ValueError, match=r"teacher 2 of 2 \(recipe.yaml teachers\[1\]\).*augmnet"):

@@ -431,7 +431,7 @@ def test_the_distill_command_prints_a_warning_as_one_plain_line(tmp_path):
 def test_an_unknown_network_is_named_as_the_one_cause(tmp_path, capsys):
     """A mistyped network name fails with that name and the registered ones: before any stage in the pipeline, and
     in ``distill fit`` without jsonargparse's report of every Union subtype it tried."""
-    from distill.stages import check_stages
+    from distill.stage_checks import check_stages
 
     root = make_demo_dataset(tmp_path / "data", per_class=4, test_images=1, seed=0, min_side=20, max_side=30)
     teacher = [{"data": {"root": str(root)}, "model": {"init_args": {"net": "efficientnet_b9"}}}]

@@ -140,7 +140,7 @@ LAYERS = [
     ("modules", ["distill.module", "distill.cache", "distill.callbacks", "distill.submission", "distill.export",
                  "distill.prune", "distill.report"]),
     ("cli", ["distill.cli"]),
-    ("stages", ["distill.recipe", "distill.fingerprint", "distill.stages", "distill.cache_stage"]),
+    ("stages", ["distill.recipe", "distill.fingerprint", "distill.stage_checks", "distill.stages", "distill.cache_stage"]),
     ("commands", ["distill.command_args", "distill.summary", "distill.pipeline", "distill.search", "distill.commands",
                   "distill.__main__"]),
 ]
