@@ -33,6 +33,7 @@ class DistillCLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": "distill.module.DistillModule"}})
         for key in ("num_classes", "class_counts", "class_names"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+        parser.link_arguments("data.base_size", "model.init_args.base_size", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": False,
                              "checkpoint.filename": "best", "checkpoint.auto_insert_metric_name": False})

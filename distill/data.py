@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +54,18 @@ __all__ = ["WasteDataModule", "ImageDataset", "cache_bytes", "collate", "decode_
 
 log = logging.getLogger(__name__)
 ValMode = Literal["given", "merge"]
+
+
+@dataclass(frozen=True)
+class PredictFiles:
+    """What a submission is written from: the images to predict, in the prediction set's order, and what became
+    of the others."""
+
+    folder: Path
+    names: list[str]  # bare file names, one per image of the prediction set
+    unreadable: set[str]  # names of unreadable images (predicted on as ``fallback`` says)
+    fallback: str | None  # ``predict_fallback``: None, ``blank`` or a class name
+    skipped: dict[str, str]  # images under ``folder`` not predicted, and why
 
 
 class WasteDataModule(L.LightningDataModule):
@@ -173,6 +186,11 @@ class WasteDataModule(L.LightningDataModule):
         return self.decoded[name]
 
     @property
+    def base_size(self) -> int:
+        """The square size every image is brought to (``image_size``)."""
+        return self.hparams.image_size
+
+    @property
     def class_counts(self) -> list[int]:
         """Training images per class (after unreadable files are dropped, once set up)."""
         counts = Counter(s.label for s in self.train_samples)
@@ -209,6 +227,14 @@ class WasteDataModule(L.LightningDataModule):
                 cache = _with_blanks(cache, samples, errors, hp.image_size)
             self.predict_set = ImageDataset(samples, hp.image_size, "none", hp.keep_aspect, cache,
                                             blank={i for i, s in enumerate(samples) if str(s.path) in errors})
+
+    def predict_files(self) -> PredictFiles:
+        """The prediction set's files (set up for predict first)."""
+        if self.predict_set is None:
+            raise RuntimeError("the data module is not set up for predict")
+        return PredictFiles(self.predict_dir, [s.path.name for s in self.predict_set.samples],
+                            {Path(p).name for p in self.predict_unreadable}, self.hparams.predict_fallback,
+                            dict(self.predict_skipped))
 
     def _prepare_labelled(self, splits: tuple[str, ...]) -> None:
         """Decode the labelled ``splits`` not decoded yet; one warning for unreadable files."""

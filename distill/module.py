@@ -74,6 +74,8 @@ class TrainingModule(L.LightningModule):
         class_counts, class_names: training images per class (class weights of the label loss) and the class names
             (per-class metrics, checked against a checkpoint's); the CLI links them from the data module, and in plain
             use ``setup`` takes them from the trainer's data module when they are not given.
+        base_size: the data's base image size (``data.image_size``), recorded in checkpoints so a model file can be
+            evaluated on the images it was trained from; linked like the class names.
     """
 
     net_option = "net"  # the argument's name in error messages
@@ -82,7 +84,8 @@ class TrainingModule(L.LightningModule):
                  width: float | None = None, weights: str | None = None, detail_size: int | None = None,
                  label_loss: LabelLoss = DEFAULT_LABEL_LOSS, optimizer: Optimizer = "adamw", lr: float = 3e-3,
                  weight_decay: float = 5e-4, schedule: Schedule = "cosine", warmup_epochs: int = 1,
-                 mixup: float = 0.0, class_counts: list[int] | None = None, class_names: list[str] | None = None):
+                 mixup: float = 0.0, class_counts: list[int] | None = None, class_names: list[str] | None = None,
+                 base_size: int | None = None):
         super().__init__()
         objects = ["net", "student"] if isinstance(net, nn.Module) else []
         self.save_hyperparameters(ignore=objects + ["label_loss", "distill_loss", "teacher"])
@@ -125,7 +128,8 @@ class TrainingModule(L.LightningModule):
             raise ValueError(f"class_counts has {len(hp.class_counts)} entries for num_classes={hp.num_classes}")
 
     def setup(self, stage: str) -> None:
-        """Class names and counts from the trainer's data module where none were given (``num_classes`` must match)."""
+        """Class names, counts and base size from the trainer's data module where none were given (``num_classes``
+        must match)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         names = getattr(datamodule, "class_names", None)
         if names is None:
@@ -139,6 +143,8 @@ class TrainingModule(L.LightningModule):
         if self.hparams.class_counts is None and stage == "fit":
             self.hparams.class_counts = list(datamodule.class_counts)
             self.label_loss.set_class_counts(self.hparams.class_counts)
+        if self.hparams.base_size is None:
+            self.hparams.base_size = getattr(datamodule, "base_size", None)
 
     # ------------------------------------------------------------------ steps
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -226,8 +232,7 @@ class TrainingModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["model_def"] = self.model_def
         checkpoint["input_size"] = self.net.preprocess.input_size
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        checkpoint["base_size"] = getattr(getattr(datamodule, "hparams", None), "image_size", None)
+        checkpoint["base_size"] = self.hparams.base_size
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Called before the weights are loaded: a checkpoint of other classes (names or order) stops here,
@@ -271,11 +276,12 @@ class DistillModule(TrainingModule):
                  detail_size: int | None = None, label_loss: LabelLoss = DEFAULT_LABEL_LOSS,
                  optimizer: Optimizer = "adamw", lr: float = 3e-3, weight_decay: float = 5e-4,
                  schedule: Schedule = "cosine", warmup_epochs: int = 1, mixup: float = 0.0,
-                 class_counts: list[int] | None = None, class_names: list[str] | None = None):
+                 class_counts: list[int] | None = None, class_names: list[str] | None = None,
+                 base_size: int | None = None):
         super().__init__(num_classes, net=student, input_size=input_size, width=width, weights=weights,
                          detail_size=detail_size, label_loss=label_loss, optimizer=optimizer, lr=lr,
                          weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, mixup=mixup,
-                         class_counts=class_counts, class_names=class_names)
+                         class_counts=class_counts, class_names=class_names, base_size=base_size)
         if not 0 <= distill_weight <= 1:
             raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
         self.distill_loss, self.distill_weight = own(distill_loss, DEFAULT_DISTILL_LOSS), distill_weight

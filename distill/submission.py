@@ -107,17 +107,15 @@ class SubmissionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any,
                            batch_indices: Any) -> None:
-        dataset = trainer.datamodule.predict_set
+        files = trainer.datamodule.predict_files()
         index = torch.cat([p["index"] for p in predictions]).tolist()
         preds = torch.cat([p["pred"] for p in predictions]).tolist()
-        if sorted(index) != list(range(len(dataset))):
-            raise RuntimeError(f"prediction covered {len(set(index))} of {len(dataset)} images; refusing to write "
+        if sorted(index) != list(range(len(files.names))):
+            raise RuntimeError(f"prediction covered {len(set(index))} of {len(files.names)} images; refusing to write "
                                "an incomplete submission")
-        names = [dataset.samples[i].path.name for i in index]
-        dm = trainer.datamodule
-        class_names = dm.class_names
-        fallback = dm.hparams.predict_fallback
-        unreadable = {Path(p).name for p in dm.predict_unreadable}
+        names = [files.names[i] for i in index]
+        class_names = trainer.datamodule.class_names
+        fallback, unreadable = files.fallback, files.unreadable
         if fallback in class_names:
             preds = [class_names.index(fallback) if n in unreadable else p for n, p in zip(names, preds)]
         rows = submission_rows(names, preds, class_names)
@@ -129,7 +127,7 @@ class SubmissionWriter(BasePredictionWriter):
         val_f1 = pl_module.selected_val_f1
         report = {
             "submission": str(self.written), "layout": self.layout, "images": len(rows),
-            "predict_dir": str(trainer.datamodule.predict_dir), "class_names": class_names,
+            "predict_dir": str(files.folder), "class_names": class_names,
             "input_size": complexity["input_size"], "params": complexity["params"],
             "macs_fvcore": complexity["macs_fvcore"], "macs_competition": complexity["macs_competition"],
             "rules_ok": not complexity["rule_violations"], "rule_violations": complexity["rule_violations"],
@@ -141,7 +139,7 @@ class SubmissionWriter(BasePredictionWriter):
             "predicted_class_counts": {c: sum(1 for _, l in rows if l == c) for c in class_names},
             "unreadable_images": sorted(unreadable),
             "predict_fallback": fallback if unreadable else None,
-            "skipped_files": dict(getattr(dm, "predict_skipped", {})),
+            "skipped_files": files.skipped,
             "run_id": self.run_id, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))

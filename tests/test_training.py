@@ -351,6 +351,7 @@ def test_plain_lightning_use_takes_class_names_and_counts_from_the_data_module(d
     assert module.hparams.class_names is None and module.label_loss.alpha is None
     L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False).fit(module, dm)
     assert module.hparams.class_names == dm.class_names and module.hparams.class_counts == dm.class_counts
+    assert module.hparams.base_size == 48  # recorded in its checkpoints
     assert torch.equal(module.label_loss.alpha, class_alpha(dm.class_counts, "effective"))
     with pytest.raises(ValueError, match="num_classes=4, but the data module has 9 classes"):
         L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False).fit(
