@@ -46,17 +46,23 @@ class CacheRecord:
 def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] = ()) -> CacheRecord | None:
     """Fill the teacher-output cache a ``fit`` with ``args`` on ``config_files`` would read, without training.
     None when that fit has nothing to cache (no teacher, or ``teacher_cache.enabled: false``)."""
+    from distill.cache import fill_teacher_cache
     from distill.cli import build_cli
+    from distill.teacher import frozen_teacher
 
     start = time.time()
     cli = build_cli(args, run=False, config_files=config_files)
-    callback, datamodule = cli.config_init["teacher_cache"], cli.datamodule
-    datamodule.setup("fit")
-    cache = callback.prepare(cli.trainer, cli.model, datamodule)
-    if cache is None:
+    callback, datamodule, model = cli.config_init["teacher_cache"], cli.datamodule, cli.model
+    source = getattr(model, "teacher_source", None)
+    if not callback.enabled or source is None:
         return None
+    datamodule.setup("fit")
+    filled = fill_teacher_cache(frozen_teacher(source, datamodule.num_classes), datamodule.train_images,
+                                datamodule.num_classes, model.student.preprocess.input_size, callback.settings,
+                                callback.settings.folder(cli.trainer.default_root_dir), cli.trainer.strategy.root_device, datamodule.hparams.num_workers)
+    cache = filled.cache
     path = cache.stem.parent / "stage.json"
-    fill_seconds = callback.fill_seconds
+    fill_seconds = filled.fill_seconds
     if not fill_seconds and path.is_file():  # reused: the fill's time is the one recorded when it ran
         before = json.loads(path.read_text())
         fill_seconds = before["fill_seconds"] if before.get("stem") == str(cache.stem) else 0.0
@@ -65,7 +71,7 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
                          fill_seconds=fill_seconds, teacher_view_f1=view_f1)
     record.save(path)
     say(f"[cache] {cache.n} images x {cache.views} views in {cache.stem.parent} "
-        + (f"filled in {callback.fill_seconds:.0f} s" if callback.fill_seconds else "(complete already: reused)")
+        + (f"filled in {filled.fill_seconds:.0f} s" if filled.fill_seconds else "(complete already: reused)")
         + (f"; the teacher's macro F1 on these views {view_f1:.4f}" if view_f1 is not None else ""))
     return record
 

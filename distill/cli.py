@@ -16,11 +16,10 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.cuda import is_available as cuda_available  # noqa: E402
 
 from distill.cache import TeacherCache  # noqa: E402
-from distill.cache.callback import MIXUP_WITH_CACHE  # noqa: E402
 from distill.callbacks import StopOnSignal, StudentComplexity, TimeEstimate  # noqa: E402
 from distill.console import quiet_third_party, say_once  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
-from distill.module import TrainingModule  # noqa: E402
+from distill.module import MIXUP_WITH_CACHE, TrainingModule  # noqa: E402
 from distill.precision import choose  # noqa: E402
 from distill.submission import SubmissionWriter  # noqa: E402
 

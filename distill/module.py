@@ -12,7 +12,6 @@ own view of the same (augmented) image through ``distill.preprocess.model_input`
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any
 
 import lightning as L
@@ -31,7 +30,7 @@ from distill.losses import KD, DistillLoss, Focal, LabelLoss, Terms
 from distill.models import create_model, model_definition
 from distill.optim import Optimizer, Schedule, optimizer_and_schedule
 from distill.preprocess import channels_last, model_input, unit_float
-from distill.teacher import FrozenTeacher, TeacherSpec
+from distill.teacher import FrozenTeacher, TeacherSpec, frozen_teacher
 
 # Defaults shown in the CLI's config; a module given one gets a fresh instance of its own (a default
 # argument object is shared by every call, and losses hold state: class weights, DKD's epoch).
@@ -45,6 +44,10 @@ def own(loss: nn.Module, default: nn.Module) -> nn.Module:
 
 def weighted_sum(terms: Terms) -> torch.Tensor:
     return sum(terms.values())  # type: ignore[return-value]
+
+
+MIXUP_WITH_CACHE = ("model.mixup mixes images the cached teacher never saw: record mixed views in the teacher cache "
+                    "instead (teacher_cache.mix), or set model.mixup 0, or teacher_cache.enabled false")
 
 
 def evaluation_metrics(class_names: list[str], prefix: str) -> MetricCollection:
@@ -177,6 +180,8 @@ class TrainingModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, labels = batch["image"], batch["label"]
         if self.hparams.mixup > 0:
+            if "teacher_logits" in batch:
+                raise ValueError(MIXUP_WITH_CACHE)
             losses = self.mixed_losses(images, labels)
         else:
             logits = self(images)
@@ -288,38 +293,19 @@ class DistillModule(TrainingModule):
         # a teacher module is wrapped at once: a FrozenTeacher is no nn.Module, so it never joins the student's
         # parameters, device moves, DDP wrapper or checkpoints
         self.teacher_source = FrozenTeacher(teacher) if isinstance(teacher, nn.Module) else teacher
-        self.teacher: FrozenTeacher | None = None  # built in setup("fit"): predict and validate never need it
-        self.teacher_released = False
+        self.teacher: FrozenTeacher | None = None  # built at the first batch that needs it (none read from a cache)
 
     @property
     def student(self) -> nn.Module:
         return self.net
 
     def build_teacher(self) -> FrozenTeacher | None:
-        """The frozen teacher (built once, on the module's device); None without one or once released."""
-        source = self.teacher_source
-        if self.teacher is None and not self.teacher_released and source is not None:
-            if isinstance(source, FrozenTeacher):
-                self.teacher = source
-            else:
-                spec = source
-                if spec.weights is None:
-                    warnings.warn("the teacher has no weights (teacher.weights is null): distilling from noise",
-                                  stacklevel=2)
-                self.teacher = FrozenTeacher(spec.build(self.hparams.num_classes), spec.precision,
-                                             spec.flip_average)
+        """The frozen teacher (built once, on the module's device); None without one."""
+        if self.teacher is None and self.teacher_source is not None:
+            self.teacher = frozen_teacher(self.teacher_source, self.hparams.num_classes)
+        if self.teacher is not None:
             self.teacher.to(self.device)
         return self.teacher
-
-    def release_teacher(self) -> None:
-        """Drop the teacher once its outputs are cached: batches then carry the teacher logits."""
-        self.teacher = None
-        self.teacher_released = True
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage == "fit":
-            self.build_teacher()
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
@@ -329,7 +315,9 @@ class DistillModule(TrainingModule):
         self.distill_loss.on_epoch_start(self.current_epoch)
 
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
-        return None if self.teacher is None else self.teacher(images)
+        """The teacher run online on ``images`` (built at the first call); None without a teacher."""
+        teacher = self.teacher or self.build_teacher()
+        return None if teacher is None else teacher(images)
 
     def losses(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, batch: dict) -> Terms:
         if self.distill_weight == 0:  # labels alone (a no-teacher arm that replays the cache's views)

@@ -1,6 +1,7 @@
 """The frozen teacher: which model, its weights, its input size and the precision of its forward passes."""
 from __future__ import annotations
 
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,15 @@ def flip_averaged(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[
         return (both[:len(images)] + both[len(images):]) / 2
 
     return averaged
+
+
+def frozen_teacher(source: "TeacherSpec | FrozenTeacher", num_classes: int) -> "FrozenTeacher":
+    """The frozen teacher a ``TeacherSpec`` describes (built now), or ``source`` itself when it is one already."""
+    if isinstance(source, FrozenTeacher):
+        return source
+    if source.weights is None:
+        warnings.warn("the teacher has no weights (teacher.weights is null): distilling from noise", stacklevel=2)
+    return FrozenTeacher(source.build(num_classes), source.precision, source.flip_average)
 
 
 class FrozenTeacher:

@@ -1,10 +1,13 @@
 """The teacher-output cache under DDP on CPU (gloo): the fill is split across the ranks into one set of
 files, every rank replays those views and trains, and the cache is the one a single process makes.
 
-The ranks are forked from this process (``ddp_fork``, Lightning's launcher for an interactive session): the
-same ranks, world size and set-up hooks as ``--trainer.strategy ddp``, without two new interpreters each
-importing torch and Lightning."""
+The ranks are forked (``ddp_fork``, Lightning's launcher for an interactive session): the same ranks, world size
+and set-up hooks as ``--trainer.strategy ddp``, without two new interpreters each importing torch and Lightning.
+They are forked from a fresh ``distill fit`` process, not from the test worker: a process that has run a backward
+pass (an earlier test in the same worker) cannot fork autograd."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -23,13 +26,15 @@ def test_ddp_fill_is_split_and_matches_one_process(demo_root, tmp_path):
     from distill.models import create_model
 
     from distill.cache_stage import main as distill_cache
-    from distill.cli import build_cli
 
     teacher = tmp_path / "teacher.pt"
     torch.save(create_model("resnet18", 9).state_dict(), teacher)
     out = tmp_path / "ddp"
-    build_cli(["fit", *options(demo_root, teacher, tmp_path / "cache_ddp"), "--trainer.strategy", "ddp_fork",
-               "--trainer.devices", "2", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(out)])
+    fit = [sys.executable, "-m", "distill", "fit", *options(demo_root, teacher, tmp_path / "cache_ddp"),
+           "--trainer.strategy", "ddp_fork", "--trainer.devices", "2", "--trainer.max_epochs", "1",
+           "--trainer.default_root_dir", str(out)]
+    result = subprocess.run(fit, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
     best = torch.load(next(out.glob("lightning_logs/version_0/checkpoints/best.ckpt")), weights_only=True)
     assert best["epoch"] == 0 and best["global_step"] > 0  # the ranks trained from the cache
     # the reference: the same cache filled by one process (``distill cache``)

@@ -374,13 +374,15 @@ def test_mixup_with_the_cache_fails_when_the_config_is_parsed(demo_root, tmp_pat
     with pytest.raises(ValueError, match="model.mixup mixes images"):
         check_config({"data": {"root": str(demo_root)}, "model": {"init_args": {"mixup": 0.4, "teacher": {"name": "resnet18"}}}}, [])
     assert not (tmp_path / "cache").exists()  # nothing built, nothing filled
-    # without the CLI (the library's own Trainer): the callback refuses it before it fills anything
+    # without the CLI (the library's own Trainer): the module refuses the first cached batch (the filled cache
+    # stays, complete, for a run without mixup)
     module = DistillModule(9, student="nano", input_size=32, teacher=make_teacher().model, mixup=0.4)
-    trainer = L.Trainer(max_epochs=1, callbacks=[TeacherCache(views=2, cache_dir=str(tmp_path / "api"))],
-                        logger=False, enable_progress_bar=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    callback = TeacherCache(views=2, cache_dir=str(tmp_path / "api"))
+    trainer = L.Trainer(max_epochs=1, callbacks=[callback], logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="model.mixup mixes images the cached teacher never saw"):
         trainer.fit(module, WasteDataModule(str(demo_root), image_size=48, batch_size=16))
-    assert not (tmp_path / "api").exists()
+    assert callback.cache.complete() and module.global_step == 0
 
 
 def test_a_teacher_with_detail_size_fills_its_logits_on_the_students_view(demo_root, tmp_path):

@@ -214,6 +214,10 @@ def test_mixup_of_identical_samples_equals_plain_loss(with_teacher):
 def test_mixup_trains_on_mixed_images_and_rejects_negative(demo_root, tmp_path):
     with pytest.raises(ValueError, match="mixup"):
         DistillModule(9, mixup=-1)
+    cached = {"image": torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "label": torch.tensor([0, 1]),
+              "teacher_logits": torch.zeros(2, 2)}  # a batch of the teacher cache: its logits are of unmixed views
+    with pytest.raises(ValueError, match="teacher_cache.mix"):
+        DistillModule(2, student="nano", input_size=32, mixup=0.4).training_step(cached, 0)
     _, trainer, _ = fit_module(demo_root, tmp_path, teacher=tiny_teacher(9), epochs=1, mixup=0.4)
     assert torch.isfinite(trainer.callback_metrics["train/loss"]) and "val/f1" in trainer.callback_metrics
     # the student sees convex mixtures of the batch's images: of a black and a white one, shares that add to 1

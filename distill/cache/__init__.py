@@ -19,11 +19,11 @@ precision, image files, the augmentation pipeline's own serialisation, views, mi
 resumes where it stopped; several processes (DDP ranks) fill disjoint shares of the same files.
 """
 
-from distill.cache.callback import TeacherCache
+from distill.cache.callback import CacheSettings, FilledCache, TeacherCache, fill_teacher_cache
 from distill.cache.fill import fill_share, teacher_forward
 from distill.cache.replay import CachedViews
 from distill.cache.store import ViewCache, cache_key
 from distill.cache.views import MixSpec, ViewRecord, draw_views, render_view
 
-__all__ = ["TeacherCache", "ViewCache", "CachedViews", "MixSpec", "ViewRecord", "cache_key", "draw_views",
+__all__ = ["TeacherCache", "CacheSettings", "FilledCache", "fill_teacher_cache", "ViewCache", "CachedViews", "MixSpec", "ViewRecord", "cache_key", "draw_views",
            "render_view", "fill_share", "teacher_forward"]

@@ -1,11 +1,14 @@
-"""``TeacherCache``, the training callback: when ``fit`` starts, fill (or reuse, or resume) the cache, hand it to
-the data module as its training set and release the module's teacher."""
+"""The teacher-output cache as a data source: ``CacheSettings`` (what to record), ``fill_teacher_cache`` (fill,
+resume or reuse the cache of a teacher on a training set: a function of the two) and ``TeacherCache``, the training
+callback that runs that function when ``fit`` starts and gives the data module the cache as its training set."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from distill.cache.fill import fill_share
@@ -14,16 +17,74 @@ from distill.cache.store import Backend, ViewCache
 from distill.cache.views import MixMode, MixSpec
 from distill.choices import check_choice
 from distill.console import say
+from distill.images import ImageDataset
+from distill.teacher import FrozenTeacher, TeacherSpec, frozen_teacher
 
-MIXUP_WITH_CACHE = ("model.mixup mixes images the cached teacher never saw: record mixed views in the teacher cache "
-                    "instead (teacher_cache.mix), or set model.mixup 0, or teacher_cache.enabled false")
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """What the cache records and how it is filled (``TeacherCache``'s arguments, documented there)."""
+
+    views: int = 8
+    mix: MixSpec = field(default_factory=MixSpec)
+    cache_dir: str | None = None
+    seed: int = 0
+    batch_size: int = 64
+    render: bool = True
+    backend: str = "auto"
+    processes: int | str = "auto"
+
+    def folder(self, default_root_dir: str | Path) -> Path:
+        """Where the cache files go: ``cache_dir``, else ``<default_root_dir>/teacher_cache``."""
+        return Path(self.cache_dir or Path(default_root_dir) / "teacher_cache")
+
+
+@dataclass
+class FilledCache:
+    """A complete cache and the wall time this call spent filling it (0 when it was complete already)."""
+
+    cache: ViewCache
+    fill_seconds: float
+
+
+def fill_teacher_cache(teacher: FrozenTeacher, images: ImageDataset, num_classes: int, student_size: int,
+                       settings: CacheSettings, cache_dir: Path, device: torch.device | str = "cpu",
+                       num_workers: int = 0, rank: int = 0, world_size: int = 1,
+                       barrier: Callable[[str], None] = lambda name: None) -> FilledCache:
+    """Fill (or reuse, or resume) the cache of ``teacher``'s outputs on views of the training ``images``, the views
+    stored at ``student_size``. Under several processes (``world_size`` DDP ranks, ``barrier`` theirs) each fills
+    its own share of the same files; on one CPU process the fill may use ``settings.processes`` processes."""
+    plain = images.augment_name == "none"
+    if plain and (settings.views > 1 or settings.mix.enabled):
+        say("teacher cache: data.augment is none, so one plain view per image is recorded")
+    views, mix = (1, MixSpec()) if plain else (settings.views, settings.mix)
+    device = torch.device(device)
+    teacher.to(device)
+    backend = settings.backend
+    if backend == "auto":
+        backend = "onnxruntime" if device.type == "cpu" else "torch"
+    cache = ViewCache(teacher, images, Path(cache_dir), views, num_classes, student_size, settings.seed, mix,
+                      settings.render, backend)
+    if rank == 0:
+        cache.create()
+        say(f"teacher cache {cache.stem}: {cache.n} images x {views} views, teacher in {backend}"
+            + (f"; views at {cache.size}px take {cache.footprint_gib():.2f} GiB on disk (memory-mapped)"
+               if cache.render else ""))
+    barrier("teacher_cache_created")
+    filled_here = not cache.complete()
+    processes = fill_processes(settings.processes, device) if world_size == 1 else 1
+    if filled_here and processes > 1:
+        fill_in_processes(cache, processes, settings.batch_size)
+    elif filled_here:
+        fill_share(cache, rank, world_size, settings.batch_size, num_workers, device)
+    barrier("teacher_cache_filled")
+    return FilledCache(cache, cache.fill_seconds() if filled_here else 0.0)
 
 
 class TeacherCache(Callback):
-    """Fill (or reuse, or resume) the teacher-output cache when ``fit`` starts, then train from it.
-
-    The data module's training set is wrapped in ``CachedViews`` and the module's teacher is released.
-    Under several processes (DDP) each fills its own share of the same files, then all read them.
+    """Fill (or reuse, or resume) the teacher-output cache when ``fit`` starts (``fill_teacher_cache``), then train
+    from it: the data module's training set becomes the cache's ``CachedViews``. The teacher is built here from
+    the module's ``teacher_source`` (the module never builds it: its batches carry the teacher's logits).
 
     Args:
         enabled: switch the cache off to run the teacher online on every batch.
@@ -52,64 +113,27 @@ class TeacherCache(Callback):
                  render: bool = True, backend: Backend = "auto", processes: int | Literal["auto"] = "auto"):
         if views < 1:
             raise ValueError(f"teacher_cache.views must be >= 1, got {views}")
-        self.mix = MixSpec(mix, mix_alpha, mix_prob)
-        self.enabled, self.render, self.views, self.cache_dir = enabled, render, views, cache_dir
         check_choice(backend, Backend, "teacher_cache.backend")
-        self.seed, self.batch_size, self.backend = seed, batch_size, backend
         fill_processes(processes)  # checked now, resolved for the device at the fill
-        self.processes = processes
+        self.enabled = enabled
+        self.settings = CacheSettings(views, MixSpec(mix, mix_alpha, mix_prob), cache_dir, seed, batch_size, render,
+                                      backend, processes)
         self.cache: ViewCache | None = None
         self.fill_seconds = 0.0  # wall time of the fill this fit ran (0 when it found the cache complete)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        cache = self.prepare(trainer, pl_module, trainer.datamodule)
-        if cache is not None:
-            trainer.datamodule.use_teacher_outputs(cache.dataset())
-            pl_module.release_teacher()  # training now reads the cache; the teacher is no longer needed
-
-    def prepare(self, trainer: L.Trainer, pl_module: L.LightningModule, datamodule) -> ViewCache | None:
-        """Fill (or reuse, or resume) the cache of ``pl_module``'s teacher on ``datamodule``'s training images
-        (set up for fit); None when there is nothing to cache (switched off, no teacher). ``distill cache`` calls
-        it without a fit."""
-        if not self.enabled or not hasattr(pl_module, "build_teacher"):
-            return None
-        teacher = pl_module.build_teacher()
-        if teacher is None:
-            return None  # nothing to distil from: plain training
-        if getattr(pl_module.hparams, "mixup", 0) > 0:  # the CLI refuses this when it parses the config
-            raise ValueError(MIXUP_WITH_CACHE)
-        dataset = getattr(datamodule, "train_images", None)
-        if dataset is None:
+        source: TeacherSpec | FrozenTeacher | None = getattr(pl_module, "teacher_source", None)
+        if stage != "fit" or not self.enabled or source is None:
+            return  # nothing to distil from (a fine-tune, or no teacher): plain training
+        datamodule = trainer.datamodule
+        images = getattr(datamodule, "train_images", None)
+        if images is None:
             raise RuntimeError("TeacherCache needs a WasteDataModule passed to fit (datamodule=...), set up for fit")
-        if dataset.augment_name == "none" and (self.views > 1 or self.mix.enabled):
-            say("teacher cache: data.augment is none, so one plain view per image is recorded")
-        plain = dataset.augment_name == "none"
-        views, mix = (1, MixSpec()) if plain else (self.views, self.mix)
-        device = trainer.strategy.root_device
-        teacher.to(device)
-        cache_dir = Path(self.cache_dir or Path(trainer.default_root_dir) / "teacher_cache")
-        backend = self.backend
-        if backend == "auto":
-            backend = "onnxruntime" if device.type == "cpu" else "torch"
-        self.cache = cache = ViewCache(teacher, dataset, cache_dir, views, pl_module.hparams.num_classes,
-                                       pl_module.student.preprocess.input_size, self.seed, mix, self.render,
-                                       backend)
-        if trainer.global_rank == 0:
-            cache.create()
-            say(f"teacher cache {cache.stem}: {cache.n} images x {views} views, teacher in {backend}"
-                + (f"; views at {cache.size}px take {cache.footprint_gib():.2f} GiB on disk (memory-mapped)"
-                   if cache.render else ""))
-        trainer.strategy.barrier("teacher_cache_created")
-        filled_here = not cache.complete()
-        processes = fill_processes(self.processes, device) if trainer.world_size == 1 else 1
-        if filled_here and processes > 1:
-            fill_in_processes(cache, processes, self.batch_size)
-        elif filled_here:
-            fill_share(cache, trainer.global_rank, trainer.world_size, self.batch_size,
-                       getattr(datamodule.hparams, "num_workers", 0), device)
-        trainer.strategy.barrier("teacher_cache_filled")
-        if filled_here:
-            self.fill_seconds = cache.fill_seconds()
-        return cache
+        filled = fill_teacher_cache(
+            frozen_teacher(source, datamodule.num_classes), images, datamodule.num_classes,
+            pl_module.student.preprocess.input_size, self.settings,
+            self.settings.folder(trainer.default_root_dir),
+            trainer.strategy.root_device, datamodule.hparams.num_workers, trainer.global_rank, trainer.world_size,
+            trainer.strategy.barrier)
+        self.cache, self.fill_seconds = filled.cache, filled.fill_seconds
+        datamodule.use_teacher_outputs(filled.cache.dataset())
