@@ -5,7 +5,6 @@ import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -48,12 +47,13 @@ def command_line() -> str:
 
 
 def seconds_per_call(fn: Callable[[], object], calls: int) -> float:
-    """Mean wall time of ``fn()`` over ``calls`` calls, after one warm-up call."""
+    """Mean wall time of ``fn()`` over ``calls`` calls after one warm-up call (``torch.utils.benchmark.Timer``, on
+    the torch threads this process has)."""
+    from torch import get_num_threads
+    from torch.utils.benchmark import Timer
+
     fn()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
+    return Timer("fn()", globals={"fn": fn}, num_threads=get_num_threads()).timeit(calls).mean
 
 
 def images_per_s(step: Callable[[], object], batch: int, runs: int = 3) -> float:

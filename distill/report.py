@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.benchmark import Timer
 from torch.utils.data import DataLoader
 from torchmetrics.classification import (
     MulticlassConfusionMatrix,
@@ -48,45 +47,31 @@ def evaluate(model: nn.Module, loader, num_classes: int) -> dict[str, torch.Tens
     return {name: metric.compute() for name, metric in metrics.items()}
 
 
-def latency_ms(model: nn.Module, size: int, runs: int = 100, threads: int = 1) -> float:
-    """Median batch-1 CPU latency with ``threads`` torch threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+def latency_ms(model: nn.Module, size: int, seconds: float = 0.5, threads: int = 1) -> float:
+    """Median batch-1 CPU latency with ``threads`` torch threads (``torch.utils.benchmark.Timer``: the median of
+    timed blocks over about ``seconds``, after a warm-up block)."""
     x = torch.randn(1, 3, size, size)
-    try:
-        with torch.inference_mode():
-            for _ in range(10):
-                model(x)
-            times = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - start) * 1000)
-    finally:
-        torch.set_num_threads(previous)
-    return statistics.median(times)
+
+    @torch.inference_mode()
+    def forward() -> None:
+        model(x)
+
+    return 1000 * Timer("forward()", globals={"forward": forward}, num_threads=threads).blocked_autorange(
+        min_run_time=seconds).median
 
 
 def plot_confusion(confusion: torch.Tensor, class_names: list[str], path: Path) -> None:
+    """The confusion matrix as a figure (torchmetrics' ``MulticlassConfusionMatrix.plot``: true classes as rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.7 * n))
-    ax.imshow(confusion.numpy(), cmap="Blues")
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(n), class_names)
+    fig, ax = MulticlassConfusionMatrix(len(class_names)).plot(val=confusion, labels=class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    peak = confusion.max().item() or 1
-    for i in range(n):
-        for j in range(n):
-            value = int(confusion[i, j])
-            ax.text(j, i, value, ha="center", va="center", color="white" if value > peak / 2 else "black", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.set_size_inches(1.0 + 0.7 * len(class_names), 0.8 + 0.7 * len(class_names))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
