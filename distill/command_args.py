@@ -1,11 +1,13 @@
-"""The arguments of the library's own commands (``distill export | prune | report | complexity | search``),
-defined with the standard library only: ``distill COMMAND --help`` and a mistyped option answer before
+"""The arguments of the library's own commands (``distill pipeline | export | prune | report | complexity | search
+| demo``), defined with argparse and no torch: ``distill COMMAND --help`` and a mistyped option answer before
 torch and Lightning are imported. ``distill.commands`` parses with these, then imports the command's module
 and calls its ``run(args)``."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from distill.recipe import parse_setting
 
 MODEL_FILE = "trained model file (model.pt from the pipeline, or a Lightning .ckpt)"
 
@@ -95,6 +97,38 @@ def search_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def pipeline_parser() -> argparse.ArgumentParser:
+    """``distill pipeline``'s arguments."""
+    parser = argparse.ArgumentParser(prog="distill pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", metavar="OUT", help="run on the built-in synthetic data set, writing into OUT")
+    parser.add_argument("--recipe", help="a shipped recipe name (demo, trashnet, target) or a recipe folder")
+    parser.add_argument("--out", type=Path, help="output folder")
+    parser.add_argument("--data-root", help="data folder (overrides the recipe's data.root)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--baseline", action="store_true", help="also train the student without a teacher")
+    parser.add_argument("--baseline-views", choices=["fresh", "cached"], default="fresh",
+                        help="the student without a teacher trains on fresh augmented views (default) or replays "
+                             "the teacher cache's views with labels only (no augmentation during training)")
+    parser.add_argument("--predict-dir", type=Path, help="images to predict (default DATA/test/NoLabel)")
+    parser.add_argument("--layout", choices=["csv", "competition"], default="csv")
+    parser.add_argument("--teacher-only", action="store_true", help="stop after fine-tuning the teacher")
+    parser.add_argument("--results-json", type=Path, help="also write the summary here")
+    parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
+                        help="override for the student stages, e.g. --set trainer.max_epochs=30, or for the teacher's "
+                             "with a teacher. prefix: --set teacher.trainer.max_epochs=2 (repeatable)")
+    return parser
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill demo", description="Write the built-in synthetic demo data set.")
+    parser.add_argument("root")
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--test-images", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
 # command -> its parser; the command's module (distill.commands.COMMANDS) has run(args)
-PARSERS = {"export": export_parser, "prune": prune_parser, "report": report_parser,
-           "complexity": complexity_parser, "search": search_parser}
+PARSERS = {"pipeline": pipeline_parser, "export": export_parser, "prune": prune_parser, "report": report_parser,
+           "complexity": complexity_parser, "search": search_parser, "demo": demo_parser}

@@ -11,8 +11,9 @@ import importlib
 import os
 import sys
 
-# command -> the module whose main(argv) runs it; imported only when that command runs, so that
-# ``distill --help`` loads no torch or Lightning
+# command -> the module that runs it: a library command's run(args) after distill.command_args parsed its argv,
+# or (cache) a Lightning CLI command's own parsing; imported only when that command runs, so that ``distill --help``
+# loads no torch or Lightning
 COMMANDS: dict[str, str] = {
     "pipeline": "distill.pipeline", "search": "distill.search", "export": "distill.export",
     "report": "distill.report", "complexity": "distill.competition", "demo": "distill.demo",
@@ -94,8 +95,9 @@ def run_command(argv: list[str]) -> None:
 
     if argv[0] in PARSERS:  # parsed before the command's module (and torch) is imported: --help is instant
         args = PARSERS[argv[0]]().parse_args(argv[1:])
+        args.argv = argv[1:]  # what was typed, for a command that records it
         importlib.import_module(COMMANDS[argv[0]]).run(args)
-    elif argv[0] in COMMANDS:
+    elif argv[0] in COMMANDS:  # cache: the options of `distill fit`, parsed by the Lightning CLI; no training
         importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
     else:
         from distill.cli import build_cli

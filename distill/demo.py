@@ -70,12 +70,7 @@ def make_demo_dataset(root: str | Path, per_class: int = 40, test_images: int = 
     return root
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="distill demo", description="Write the built-in synthetic demo data set.")
-    parser.add_argument("root")
-    parser.add_argument("--per-class", type=int, default=40)
-    parser.add_argument("--test-images", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    """``distill demo`` (arguments: ``distill.command_args.demo_parser``)."""
     print(make_demo_dataset(args.root, args.per_class, args.test_images, args.seed))
 

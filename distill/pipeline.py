@@ -17,13 +17,12 @@ import json
 import os
 import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from distill.console import say
-from distill.recipe import Recipe, merge, parse_setting, split_settings
+from distill.recipe import Recipe, merge, split_settings
 from distill.summary import Summary, TeacherSummary
 
 HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
@@ -211,34 +210,9 @@ def check_data_root(root: str | None) -> None:
     read_layout(root)
 
 
-def pipeline_parser() -> argparse.ArgumentParser:
-    """``distill pipeline``'s arguments."""
-    parser = argparse.ArgumentParser(prog="distill pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--demo", metavar="OUT", help="run on the built-in synthetic data set, writing into OUT")
-    parser.add_argument("--recipe", help="a shipped recipe name (demo, trashnet, target) or a recipe folder")
-    parser.add_argument("--out", type=Path, help="output folder")
-    parser.add_argument("--data-root", help="data folder (overrides the recipe's data.root)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--baseline", action="store_true", help="also train the student without a teacher")
-    parser.add_argument("--baseline-views", choices=["fresh", "cached"], default="fresh",
-                        help="the student without a teacher trains on fresh augmented views (default) or replays "
-                             "the teacher cache's views with labels only (no augmentation during training)")
-    parser.add_argument("--predict-dir", type=Path, help="images to predict (default DATA/test/NoLabel)")
-    parser.add_argument("--layout", choices=["csv", "competition"], default="csv")
-    parser.add_argument("--teacher-only", action="store_true", help="stop after fine-tuning the teacher")
-    parser.add_argument("--results-json", type=Path, help="also write the summary here")
-    parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
-                        help="override for the student stages, e.g. --set trainer.max_epochs=30, or for the teacher's "
-                             "with a teacher. prefix: --set teacher.trainer.max_epochs=2 (repeatable)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = pipeline_parser()
-    args = parser.parse_args(argv)
-    argv = sys.argv[1:] if argv is None else argv
-    command = "distill pipeline " + " ".join(shlex.quote(a) for a in argv)
+def run(args: argparse.Namespace) -> None:
+    """``distill pipeline`` (arguments: ``distill.command_args.pipeline_parser``; ``args.argv`` what was typed)."""
+    command = "distill pipeline " + " ".join(shlex.quote(a) for a in args.argv)
     if args.demo:
         from distill.demo import make_demo_dataset
 
@@ -250,12 +224,12 @@ def main(argv: list[str] | None = None) -> None:
         recipe_name, data_root = args.recipe or "demo", str(root)
     else:
         if args.recipe is None or args.out is None:
-            parser.error("give --demo OUT, or --recipe NAME|DIR and --out DIR")
+            raise ValueError("give --demo OUT, or --recipe NAME|DIR and --out DIR")
         recipe_name, out, data_root = args.recipe, args.out, args.data_root
     try:
         recipe = Recipe.find(recipe_name)
     except FileNotFoundError as err:
-        parser.error(f"--recipe: {err}")
+        raise FileNotFoundError(f"--recipe: {err}") from None
     settings: dict[str, Any] = {}
     for setting in args.settings:
         settings = merge(settings, setting)

@@ -224,13 +224,12 @@ def test_the_readme_library_commands_parse_as_written(capsys):
     Lightning's and read files the README's examples name.)"""
     from distill.command_args import PARSERS
     from distill.competition import run as complexity
-    from distill.pipeline import pipeline_parser
 
     commands = readme_commands()
     library = [c for c in commands if c[0] in ("pipeline", *PARSERS)]
     assert {c[0] for c in library} >= {"pipeline", "export", "report", "complexity", "search"}
     for command in library:
-        parser = pipeline_parser() if command[0] == "pipeline" else PARSERS[command[0]]()
+        parser = PARSERS[command[0]]()
         args = parser.parse_args(command[1:])  # exits (SystemExit 2) on an unknown option or a bad value
         if command == ["complexity", "--all"]:
             complexity(args)
