@@ -234,3 +234,16 @@ def test_the_readme_library_commands_parse_as_written(capsys):
         if command == ["complexity", "--all"]:
             complexity(args)
             assert "tiny_orepa" in capsys.readouterr().out
+
+
+def test_readme_layer_table_is_the_enforced_one():
+    """README.md's table of layers names every module of each layer of ``LAYERS`` in that layer's row."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| ([a-z ]+) \| (.+) \|$", readme, re.M)}
+    assert [name for name, _ in LAYERS] == [name for name in rows if name in dict(LAYERS)]
+    for layer, modules in LAYERS:
+        for module in modules:
+            short = module.removeprefix("distill.").replace(".", "/")
+            assert module == "distill.models" or f"`{short}" in rows[layer], f"README's {layer!r} row lacks {module}"
