@@ -1,7 +1,6 @@
 import os
 import warnings
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 import pytest  # noqa: E402
