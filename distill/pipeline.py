@@ -114,8 +114,13 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                 for folder, settings in zip(teacher_dirs, teacher_settings)]
     teacher = teachers[0]
     if teacher_only:
-        return TeacherSummary(teacher.val_f1, [t.val_f1 for t in teachers], teacher.holdout_f1,
-                              {"teacher": sum(t.seconds for t in teachers)})
+        only = TeacherSummary(teacher.val_f1, [t.val_f1 for t in teachers], teacher.holdout_f1,
+                              teacher.last_holdout_f1, {"teacher": sum(t.seconds for t in teachers)},
+                              teacher.precision, machine_info(), command)
+        atomic_write_text(out / "teacher_summary.json", json.dumps(only.to_json(), indent=2))
+        if results_json is not None:
+            atomic_write_text(results_json, json.dumps(only.to_json(), indent=2))
+        return only
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})
     if baseline_views == "cached":  # the KD stages' settings, cache included, with the teacher's logits unread

@@ -20,7 +20,14 @@ class TeacherSummary:
     teacher_f1: float
     teacher_members_f1: list[float]
     teacher_holdout_f1: float | None
+    teacher_last_holdout_f1: float | None  # the last epoch's weights (no checkpoint chosen on val)
     seconds: dict[str, float]
+    precision: str | None  # the fine-tune's trainer precision
+    machine: dict[str, Any]
+    command: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass

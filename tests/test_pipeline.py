@@ -82,6 +82,12 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert "reusing finished stage" in printed
     assert "resuming" in printed and (out / "student_ce" / "seed_0" / "stage.json").exists()
     assert json.loads((out / "summary.json").read_text())["seconds"]["teacher_cache_fill"] == fill
+    # --teacher-only reuses the teacher's stage and records what it found
+    only = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
+                        settings=fast, teacher_only=True, results_json=tmp_path / "teacher.json")
+    assert only.teacher_holdout_f1 == summary.teacher_holdout_f1 == held[0]["f1"]
+    assert json.loads((tmp_path / "teacher.json").read_text()) == only.to_json()
+    assert only.to_json() == json.loads((out / "teacher_summary.json").read_text())
 
 
 def test_recipes_and_settings(tmp_path):
