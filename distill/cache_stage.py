@@ -52,13 +52,12 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
 
     start = time.time()
     cli = build_cli(args, run=False, config_files=config_files)
-    callback, datamodule, model = cli.config_init["teacher_cache"], cli.datamodule, cli.model
-    source = getattr(model, "teacher_source", None)
-    if not callback.enabled or source is None:
+    callback, datamodule = cli.config_init["teacher_cache"], cli.datamodule  # its teacher and size: from the model
+    if not callback.enabled or callback.teacher is None:
         return None
     datamodule.setup("fit")
-    filled = fill_teacher_cache(frozen_teacher(source, datamodule.num_classes), datamodule.train_images,
-                                datamodule.num_classes, model.student.preprocess.input_size, callback.settings,
+    filled = fill_teacher_cache(frozen_teacher(callback.teacher, datamodule.num_classes), datamodule.train_images,
+                                datamodule.num_classes, callback.student_size, callback.settings,
                                 callback.settings.folder(cli.trainer.default_root_dir), cli.trainer.strategy.root_device, datamodule.hparams.num_workers)
     cache = filled.cache
     path = cache.stem.parent / "stage.json"

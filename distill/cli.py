@@ -42,6 +42,9 @@ class DistillCLI(LightningCLI):
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(StopOnSignal, "stop_on_signal")  # SIGTERM: the resume line
         parser.add_lightning_class_args(TeacherCache, "teacher_cache")
+        # the cache's teacher and view size come from the model (a fine-tune's model has no teacher: nothing cached)
+        parser.link_arguments("model", "teacher_cache.teacher", compute_fn=teacher_of, apply_on="instantiate")
+        parser.link_arguments("model", "teacher_cache.student_size", compute_fn=input_size_of, apply_on="instantiate")
         parser.add_lightning_class_args(StudentComplexity, "complexity")
         parser.add_lightning_class_args(TimeEstimate, "time_estimate")
         parser.add_lightning_class_args(SubmissionWriter, "submission")
@@ -58,6 +61,16 @@ class DistillCLI(LightningCLI):
             config.trainer.precision = {"auto": choice.trainer, "32": "32-true", "bf16": "bf16-mixed"}[str(config.precision)]
             if config.precision == "auto":
                 say_once(f"precision auto: {config.trainer.precision} ({choice.reason})")
+
+
+def teacher_of(model: TrainingModule) -> Any:
+    """What ``model`` distils from (its ``teacher_source``); None for a model trained on labels alone."""
+    return getattr(model, "teacher_source", None)
+
+
+def input_size_of(model: TrainingModule) -> int:
+    """The input size of ``model``'s trained network."""
+    return model.net.preprocess.input_size
 
 
 def check_compatible(config: Any) -> None:

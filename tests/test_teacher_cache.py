@@ -342,6 +342,9 @@ def test_distill_cache_fills_what_a_fit_then_reads(demo_root, tmp_path, capsys):
     callback = cli.config_init["fit"]["teacher_cache"]
     assert callback.fill_seconds == 0 and str(callback.cache.stem) == record["stem"]
     assert isinstance(cli.datamodule.train_set, CachedViews) and cli.model.teacher is None
+    # what it cached from: linked by the CLI from the model, not read off the module
+    callback = next(c for c in cli.trainer.callbacks if isinstance(c, TeacherCache))
+    assert callback.teacher is cli.model.teacher_source and callback.student_size == 24
     # the teacher's macro F1 on its cached views, against each view's label as the fit reads them
     from distill.evaluation import macro_f1
 

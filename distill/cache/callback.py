@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import lightning as L
 import torch
@@ -18,7 +18,7 @@ from distill.cache.views import MixMode, MixSpec
 from distill.choices import check_choice
 from distill.console import say
 from distill.images import ImageDataset
-from distill.teacher import FrozenTeacher, TeacherSpec, frozen_teacher
+from distill.teacher import FrozenTeacher, frozen_teacher
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ def fill_teacher_cache(teacher: FrozenTeacher, images: ImageDataset, num_classes
 
 class TeacherCache(Callback):
     """Fill (or reuse, or resume) the teacher-output cache when ``fit`` starts (``fill_teacher_cache``), then train
-    from it: the data module's training set becomes the cache's ``CachedViews``. The teacher is built here from
-    the module's ``teacher_source`` (the module never builds it: its batches carry the teacher's logits).
+    from it: the data module's training set becomes the cache's ``CachedViews``. The teacher is built here (the
+    module never builds it: its batches carry the teacher's logits).
 
     Args:
         enabled: switch the cache off to run the teacher online on every batch.
@@ -106,34 +106,37 @@ class TeacherCache(Callback):
             views with ``torch threads // processes`` threads and rendering its own views (loader workers
             unused): ``auto`` = one process per 2 threads (one per thread on 2 threads). Several DDP ranks
             fill one share each instead.
+        teacher, student_size: what it distils from (a ``TeacherSpec`` or a teacher module) and the student's input
+            size, the size the views are stored at. The CLI links both from the model; in plain use they default to
+            the attached module's ``teacher_source`` and its student's input size.
     """
 
     def __init__(self, enabled: bool = True, views: int = 8, mix: MixMode = "none", mix_alpha: float = 1.0,
                  mix_prob: float = 1.0, cache_dir: str | None = None, seed: int = 0, batch_size: int = 64,
-                 render: bool = True, backend: Backend = "auto", processes: int | Literal["auto"] = "auto"):
+                 render: bool = True, backend: Backend = "auto", processes: int | Literal["auto"] = "auto",
+                 teacher: Any = None, student_size: int | None = None):
         if views < 1:
             raise ValueError(f"teacher_cache.views must be >= 1, got {views}")
         check_choice(backend, Backend, "teacher_cache.backend")
         fill_processes(processes)  # checked now, resolved for the device at the fill
-        self.enabled = enabled
+        self.enabled, self.teacher, self.student_size = enabled, teacher, student_size
         self.settings = CacheSettings(views, MixSpec(mix, mix_alpha, mix_prob), cache_dir, seed, batch_size, render,
                                       backend, processes)
         self.cache: ViewCache | None = None
         self.fill_seconds = 0.0  # wall time of the fill this fit ran (0 when it found the cache complete)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        source: TeacherSpec | FrozenTeacher | None = getattr(pl_module, "teacher_source", None)
+        source = self.teacher if self.teacher is not None else getattr(pl_module, "teacher_source", None)
         if stage != "fit" or not self.enabled or source is None:
             return  # nothing to distil from (a fine-tune, or no teacher): plain training
+        student_size = self.student_size or pl_module.student.preprocess.input_size
         datamodule = trainer.datamodule
         images = getattr(datamodule, "train_images", None)
         if images is None:
             raise RuntimeError("TeacherCache needs a WasteDataModule passed to fit (datamodule=...), set up for fit")
         filled = fill_teacher_cache(
-            frozen_teacher(source, datamodule.num_classes), images, datamodule.num_classes,
-            pl_module.student.preprocess.input_size, self.settings,
-            self.settings.folder(trainer.default_root_dir),
-            trainer.strategy.root_device, datamodule.hparams.num_workers, trainer.global_rank, trainer.world_size,
-            trainer.strategy.barrier)
+            frozen_teacher(source, datamodule.num_classes), images, datamodule.num_classes, student_size,
+            self.settings, self.settings.folder(trainer.default_root_dir), trainer.strategy.root_device,
+            datamodule.hparams.num_workers, trainer.global_rank, trainer.world_size, trainer.strategy.barrier)
         self.cache, self.fill_seconds = filled.cache, filled.fill_seconds
         datamodule.use_teacher_outputs(filled.cache.dataset())
