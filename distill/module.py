@@ -55,7 +55,8 @@ def evaluation_metrics(class_names: list[str], prefix: str) -> MetricCollection:
     n = len(class_names)
     return MetricCollection({"f1": MulticlassF1Score(n, average="macro"), "acc": MulticlassAccuracy(n, average="micro"),
                              "per_class": ClasswiseWrapper(MulticlassF1Score(n, average=None), labels=list(class_names),
-                                                           prefix="f1_")}, prefix=prefix)
+                                                           prefix="f1_")},
+                             prefix=prefix, compute_groups=False)  # a shared group leaves the wrapped metric "not updated"
 
 
 class TrainingModule(L.LightningModule):

@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import textwrap
+import warnings
 
 import lightning as L
 import pytest
@@ -90,7 +91,10 @@ def test_loss_is_the_weighted_sum_of_named_terms():
 
 
 def test_same_seed_same_f1_and_weights(demo_root, tmp_path):
-    a, trainer_a, _ = fit_module(demo_root, tmp_path / "a", seed=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a, trainer_a, _ = fit_module(demo_root, tmp_path / "a", seed=3)
+    assert not [w for w in caught if "before the ``update``" in str(w.message)]  # every metric computed was updated
     b, trainer_b, _ = fit_module(demo_root, tmp_path / "b", seed=3)
     metrics = trainer_a.callback_metrics
     assert float(metrics["val/f1"]) == float(trainer_b.callback_metrics["val/f1"])
