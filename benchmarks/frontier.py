@@ -3,7 +3,8 @@ student budget and arm (``kd`` with its distillation method, ``none`` for the st
 last-epoch F1 per seed, the competition score of the mean, and for a teacher row KD minus no teacher (paired 95 %
 interval over images) and the fraction of the teacher-student gap it closes; a plot of both arms beside it.
 
-    python benchmarks/frontier.py benchmarks/results/trashnet_speed.json benchmarks/results/trashnet_nano.json
+    python benchmarks/frontier.py benchmarks/results/trashnet_speed.json benchmarks/results/trashnet_nano.json \
+        benchmarks/results/trashnet_nano_teacher224.json  # ... one line per method and teacher
 
 Writes benchmarks/results/frontier.json ({"rows": [...]}) and frontier.png.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, relative  # noqa: E402
+from common import RESULTS, relative, write_result  # noqa: E402
 
 from distill.competition import competition_score  # noqa: E402
 
@@ -63,21 +64,22 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    methods = (("none", "o"), ("KD", "s"), ("DKD", "^"), ("DIST", "D"))
-    for offset, (method, marker) in enumerate(methods):
-        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["macs"])
-        if not mine:
-            continue
-        x = [r["macs"] / 1e6 + 0.006 * (offset - 1) for r in mine]  # side by side at one budget
-        line, = ax.plot(x, [r["holdout_f1"] for r in mine], marker=marker,
-                        label="no teacher" if method == "none" else method)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"none": "o", "KD": "s", "DKD": "^", "DIST": "D"}
+    series = sorted({(r["method"], round(r["teacher_holdout_f1"], 3)) for r in rows}, key=lambda k: (k[1], k[0]))
+    for offset, (method, teacher) in enumerate(series):  # one line per method and teacher
+        mine = sorted((r for r in rows if (r["method"], round(r["teacher_holdout_f1"], 3)) == (method, teacher)),
+                      key=lambda r: r["macs"])
+        x = [r["macs"] / 1e6 + 0.004 * (offset - len(series) / 2) for r in mine]  # side by side at one budget
+        label = "no teacher" if method == "none" else method
+        line, = ax.plot(x, [r["holdout_f1"] for r in mine], marker=markers.get(method, "x"),
+                        label=f"{label} (teacher held-out {teacher:.3f}{'' if method != 'none' else ', its run'})")
         for r, xi in zip(mine, x):
             ax.vlines(xi, min(r["holdout_f1_per_seed"]), max(r["holdout_f1_per_seed"]), color=line.get_color(),
                       alpha=0.5)
     ax.set_xlabel("MACs (millions, competition counter)")
     ax.set_ylabel("held-out macro F1 (mean of seeds; bars: range)")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -90,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [row for path in args.results for row in rows_of(path)]
     rows.sort(key=lambda r: (r["macs"], r["method"]))
-    (RESULTS / "frontier.json").write_text(json.dumps({"rows": rows}, indent=2))
+    write_result("frontier", {"rows": rows})
     plot(rows, RESULTS / "frontier.png")
     for r in rows:
         extra = ""
