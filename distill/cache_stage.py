@@ -58,7 +58,8 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
     datamodule.setup("fit")
     filled = fill_teacher_cache(frozen_teacher(callback.teacher, datamodule.num_classes), datamodule.train_images,
                                 datamodule.num_classes, callback.student_size, callback.settings,
-                                callback.settings.folder(cli.trainer.default_root_dir), cli.trainer.strategy.root_device, datamodule.hparams.num_workers)
+                                callback.settings.folder(cli.trainer.default_root_dir),
+                                cli.trainer.strategy.root_device, datamodule.hparams.num_workers)
     cache = filled.cache
     path = cache.stem.parent / "stage.json"
     fill_seconds = filled.fill_seconds

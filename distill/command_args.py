@@ -98,8 +98,10 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def pipeline_parser() -> argparse.ArgumentParser:
-    """``distill pipeline``'s arguments."""
-    parser = argparse.ArgumentParser(prog="distill pipeline", description=__doc__,
+    """``distill pipeline``'s arguments (its description: the pipeline module's own, which imports no torch)."""
+    import distill.pipeline
+
+    parser = argparse.ArgumentParser(prog="distill pipeline", description=distill.pipeline.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", metavar="OUT", help="run on the built-in synthetic data set, writing into OUT")
     parser.add_argument("--recipe", help="a shipped recipe name (demo, trashnet, target) or a recipe folder")
@@ -112,7 +114,8 @@ def pipeline_parser() -> argparse.ArgumentParser:
                              "the teacher cache's views with labels only (no augmentation during training)")
     parser.add_argument("--predict-dir", type=Path, help="images to predict (default DATA/test/NoLabel)")
     parser.add_argument("--layout", choices=["csv", "competition"], default="csv")
-    parser.add_argument("--teacher-only", action="store_true", help="stop after fine-tuning the teacher (its figures: OUT/teacher_summary.json)")
+    parser.add_argument("--teacher-only", action="store_true",
+                        help="stop after fine-tuning the teacher (its figures: OUT/teacher_summary.json)")
     parser.add_argument("--results-json", type=Path, help="also write the summary here")
     parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
                         help="override for the student stages, e.g. --set trainer.max_epochs=30, or for the teacher's "

@@ -117,9 +117,10 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         only = TeacherSummary(teacher.val_f1, [t.val_f1 for t in teachers], teacher.holdout_f1,
                               teacher.last_holdout_f1, {"teacher": sum(t.seconds for t in teachers)},
                               teacher.precision, machine_info(), command)
-        atomic_write_text(out / "teacher_summary.json", json.dumps(only.to_json(), indent=2))
+        text = json.dumps(only.to_json(), indent=2)
+        atomic_write_text(out / "teacher_summary.json", text)
         if results_json is not None:
-            atomic_write_text(results_json, json.dumps(only.to_json(), indent=2))
+            atomic_write_text(results_json, text)
         return only
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})

@@ -180,6 +180,7 @@ def test_help_loads_neither_torch_nor_lightning():
             "    assert not heavy, (argv, heavy)\n")
     printed = run_python(code, json.dumps(HELP), timeout=120).stdout
     assert all(f"distill {argv[0]}" in printed for argv in HELP[1:] if argv[0] not in ("pipeline", "cache"))
+    assert "The whole job in one command" in printed  # distill pipeline --help: the pipeline's own description
 
 
 def test_a_command_parses_then_runs(capsys):

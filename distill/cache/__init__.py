@@ -25,5 +25,5 @@ from distill.cache.replay import CachedViews
 from distill.cache.store import ViewCache, cache_key
 from distill.cache.views import MixSpec, ViewRecord, draw_views, render_view
 
-__all__ = ["TeacherCache", "CacheSettings", "FilledCache", "fill_teacher_cache", "ViewCache", "CachedViews", "MixSpec", "ViewRecord", "cache_key", "draw_views",
-           "render_view", "fill_share", "teacher_forward"]
+__all__ = ["TeacherCache", "CacheSettings", "FilledCache", "fill_teacher_cache", "ViewCache", "CachedViews",
+           "MixSpec", "ViewRecord", "cache_key", "draw_views", "render_view", "fill_share", "teacher_forward"]

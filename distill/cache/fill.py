@@ -53,12 +53,12 @@ def _collate_jobs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, 
     return stack_views([view for view, _ in items]), torch.tensor([job for _, job in items])
 
 
-@torch.no_grad()
 def say_estimate(desc: str, rate: float, views_left: int) -> None:
     """The fill's one estimate line, after a short measured probe."""
     say(f"[estimate] {desc}: {rate:.0f} views/s, about {duration(views_left / rate)} left")
 
 
+@torch.no_grad()
 def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
          step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
          num_workers: int = 0, save_every: int = 4096, position: int = 0,
