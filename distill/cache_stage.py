@@ -62,10 +62,8 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
                                 cli.trainer.strategy.root_device, datamodule.hparams.num_workers)
     cache = filled.cache
     path = cache.stem.parent / "stage.json"
-    fill_seconds = filled.fill_seconds
-    if not fill_seconds and path.is_file():  # reused: the fill's time is the one recorded when it ran
-        before = json.loads(path.read_text())
-        fill_seconds = before["fill_seconds"] if before.get("stem") == str(cache.stem) else 0.0
+    # reused: the fill's time is the one its progress files recorded when it ran (they travel with the folder)
+    fill_seconds = filled.fill_seconds or cache.fill_seconds()
     view_f1 = teacher_view_f1(cache, datamodule.num_classes)
     record = CacheRecord(stem=str(cache.stem), views=cache.views, images=cache.n, seconds=time.time() - start,
                          fill_seconds=fill_seconds, teacher_view_f1=view_f1)

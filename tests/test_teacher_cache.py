@@ -1,5 +1,6 @@
 import copy
 import json
+import shutil
 from dataclasses import replace
 
 import lightning as L
@@ -354,6 +355,9 @@ def test_distill_cache_fills_what_a_fit_then_reads(demo_root, tmp_path, capsys):
     assert record["teacher_view_f1"] == pytest.approx(macro_f1(np.array(labels), np.array(preds), 9))
     again = fill_cache(args)  # reused: the recorded fill time is kept
     assert again.fill_seconds == record["fill_seconds"] and again.stem == record["stem"]
+    moved = tmp_path / "moved"  # a run folder moved (or its cache linked into another run): the same fill time
+    shutil.copytree(tmp_path / "cache", moved)
+    assert fill_cache(cache_args(demo_root, teacher, moved)).fill_seconds == record["fill_seconds"]
     # only the student-size views missing: they are rendered again, and the time reported is that, not the
     # teacher's fill recorded with the logits
     logits_seconds = json.loads(next((tmp_path / "cache").glob("*.logits.progress0.json")).read_text())["seconds"]
