@@ -36,6 +36,8 @@ class CacheRecord:
     # what the student's targets are worth on the views it trains on; beside its own training-view F1 it says
     # whether the student under-fits its teacher or the teacher's targets limit it
     teacher_view_f1: float | None = None
+    # what its outputs say about the classes it did not pick (``distill.evaluation.offclass_entropy``; 1.0: nothing)
+    teacher_offclass_entropy: float | None = None
 
     def save(self, path: Path) -> None:
         from distill.checkpoint import atomic_write_text
@@ -46,8 +48,11 @@ class CacheRecord:
 def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] = ()) -> CacheRecord | None:
     """Fill the teacher-output cache a ``fit`` with ``args`` on ``config_files`` would read, without training.
     None when that fit has nothing to cache (no teacher, or ``teacher_cache.enabled: false``)."""
+    import numpy as np
+
     from distill.cache import fill_teacher_cache
     from distill.cli import build_cli
+    from distill.evaluation import offclass_entropy
     from distill.teacher import frozen_teacher
 
     start = time.time()
@@ -65,12 +70,15 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
     # reused: the fill's time is the one its progress files recorded when it ran (they travel with the folder)
     fill_seconds = filled.fill_seconds or cache.fill_seconds()
     view_f1 = teacher_view_f1(cache, datamodule.num_classes)
+    offclass = offclass_entropy(np.load(cache.logits_file, mmap_mode="r")) if datamodule.num_classes > 2 else None
     record = CacheRecord(stem=str(cache.stem), views=cache.views, images=cache.n, seconds=time.time() - start,
-                         fill_seconds=fill_seconds, teacher_view_f1=view_f1)
+                         fill_seconds=fill_seconds, teacher_view_f1=view_f1, teacher_offclass_entropy=offclass)
     record.save(path)
     say(f"[cache] {cache.n} images x {cache.views} views in {cache.stem.parent} "
         + (f"filled in {filled.fill_seconds:.0f} s" if filled.fill_seconds else "(complete already: reused)")
-        + (f"; the teacher's macro F1 on these views {view_f1:.4f}" if view_f1 is not None else ""))
+        + (f"; the teacher's macro F1 on these views {view_f1:.4f}" if view_f1 is not None else "")
+        + (f", its off-class entropy {offclass:.3f} (1.0: it says nothing of the classes it did not pick)"
+           if offclass is not None else ""))
     return record
 
 

@@ -64,6 +64,24 @@ def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
     return float(multiclass_f1_score(torch.as_tensor(preds), torch.as_tensor(labels), num_classes, average="macro"))
 
 
+def offclass_entropy(logits: np.ndarray) -> float:
+    """How much a teacher says about the classes it did not pick: the entropy of its softmax over the other
+    classes (renormalised), divided by its maximum ``log(C - 1)``, averaged over ``logits`` (``... x C``). 1.0: those
+    classes are equally likely to it, it passes on no similarity between classes (what label smoothing does to
+    a teacher); lower: it says which wrong classes an image resembles."""
+    values = torch.as_tensor(np.asarray(logits), dtype=torch.float32).flatten(0, -2)
+    classes = values.shape[-1]
+    if classes < 3:
+        raise ValueError(f"offclass_entropy needs at least 3 classes (two others to compare), got {classes}")
+    entropies = []
+    for chunk in values.split(65536):  # a cache's logits in pieces: memory stays a few MiB
+        probs = chunk.softmax(-1)
+        others = probs.scatter(-1, probs.argmax(-1, keepdim=True), 0.0)
+        others = others / others.sum(-1, keepdim=True)
+        entropies.append(-torch.special.xlogy(others, others).sum(-1))
+    return float(torch.cat(entropies).mean() / np.log(classes - 1))
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Recipe A minus recipe B on the same images: mean over seeds, and a bootstrap interval over images."""

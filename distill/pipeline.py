@@ -172,6 +172,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         student_kd_last_val_f1_per_seed=[r.last_val_f1 for r in kd],
         student_ce_last_val_f1_per_seed=[r.last_val_f1 for r in ce],
         teacher_view_f1=cache.teacher_view_f1 if cache else None,  # on the cached views the students train on
+        teacher_offclass_entropy=cache.teacher_offclass_entropy if cache else None,
         student_kd_train_f1_per_seed=[r.train_f1 for r in kd],
         student_ce_train_f1_per_seed=[r.train_f1 for r in ce],
         seeds=seeds,

@@ -56,6 +56,7 @@ class Summary:
     student_kd_last_val_f1_per_seed: list[float | None]
     student_ce_last_val_f1_per_seed: list[float | None]
     teacher_view_f1: float | None  # on the cached views the students train on
+    teacher_offclass_entropy: float | None  # on those views (distill.evaluation.offclass_entropy; 1.0: no similarity)
     student_kd_train_f1_per_seed: list[float | None]
     student_ce_train_f1_per_seed: list[float | None]
     seeds: list[int]
@@ -112,6 +113,9 @@ class Summary:
         if self.teacher_view_f1 is not None:
             lines.append(f"F1 on the training views  : teacher {self.teacher_view_f1:.4f} (cached), student (KD) per "
                          f"seed {_rounded(self.student_kd_train_f1_per_seed)}")
+        if self.teacher_offclass_entropy is not None:
+            lines.append(f"teacher off-class entropy : {self.teacher_offclass_entropy:.3f} on the cached views (1.0: "
+                         "it says nothing of the classes it did not pick)")
         lines.append(f"student MACs              : {self.student_macs:,} (fvcore), {self.student_macs_competition:,} "
                      f"(competition counter) at {self.student_input_size} px")
         lines.append(f"rules                     : {'ok' if self.student_rules_ok else 'VIOLATED (see report.json)'}")

@@ -66,3 +66,22 @@ def test_runs_are_compared_on_their_joined_prediction_files(tmp_path):
     damaged.write_text(json.dumps({"f1": 0.5}))
     with pytest.raises(ValueError, match="damaged.json is not a predictions file"):
         ScoredImages.read(damaged)
+
+
+def test_offclass_entropy_says_how_much_a_teacher_tells_of_the_other_classes():
+    """1.0 when the classes a teacher did not pick are equally likely to it (a label-smoothed teacher's mark),
+    less when it ranks them; the same number from the formula, whichever class it picked and however the
+    logits are laid out."""
+    from distill.evaluation import offclass_entropy
+
+    uniform = np.array([[5.0, 1.0, 1.0, 1.0], [1.0, 1.0, 7.0, 1.0]])
+    assert offclass_entropy(uniform) == pytest.approx(1.0)
+    ranked = np.array([[5.0, 3.0, 0.0, -3.0]])
+    probs = np.exp(ranked[0]) / np.exp(ranked[0]).sum()
+    others = probs[1:] / probs[1:].sum()
+    assert offclass_entropy(ranked) == pytest.approx(-(others * np.log(others)).sum() / np.log(3), rel=1e-5)
+    assert offclass_entropy(ranked) < 0.6
+    views = np.stack([uniform, np.concatenate([ranked, ranked])])  # images x views x classes: the mean of all
+    assert offclass_entropy(views) == pytest.approx((2 + 2 * offclass_entropy(ranked)) / 4, rel=1e-5)
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        offclass_entropy(np.zeros((4, 2)))

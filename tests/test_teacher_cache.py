@@ -347,12 +347,13 @@ def test_distill_cache_fills_what_a_fit_then_reads(demo_root, tmp_path, capsys):
     callback = next(c for c in cli.trainer.callbacks if isinstance(c, TeacherCache))
     assert callback.teacher is cli.model.teacher_source and callback.student_size == 24
     # the teacher's macro F1 on its cached views, against each view's label as the fit reads them
-    from distill.evaluation import macro_f1
+    from distill.evaluation import macro_f1, offclass_entropy
 
     views = cli.datamodule.train_set
     labels = [int(views.labels[i]) for i in range(len(views)) for _ in range(2)]
     preds = [int(np.argmax(views.logits[i, k])) for i in range(len(views)) for k in range(2)]
     assert record["teacher_view_f1"] == pytest.approx(macro_f1(np.array(labels), np.array(preds), 9))
+    assert record["teacher_offclass_entropy"] == pytest.approx(offclass_entropy(np.asarray(views.logits)))
     again = fill_cache(args)  # reused: the recorded fill time is kept
     assert again.fill_seconds == record["fill_seconds"] and again.stem == record["stem"]
     moved = tmp_path / "moved"  # a run folder moved (or its cache linked into another run): the same fill time
