@@ -3,6 +3,7 @@ weights on the val and held-out splits together (a paired bootstrap over images)
 
     python benchmarks/unseen.py runs/a/student_kd runs/a/student_ce     # KD against no teacher
     python benchmarks/unseen.py runs/b/student_kd runs/a/student_kd     # two teachers, the same student recipe
+    python benchmarks/unseen.py runs/b/student_kd runs/a/student_kd --json two_teachers  # + results/two_teachers.json
 
 Each argument is an arm's folder of ``seed_*`` stages; seeds are paired in order. A stage trained before the
 pipeline wrote ``val_last.json`` gets it here: its ``checkpoints/last.ckpt`` scored on the val split of its own
@@ -12,11 +13,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from pathlib import Path
 
-from distill.checkpoint import load_trained
-from distill.evaluation import ScoredImages, compare_scored, score_split
-from distill.stages import StageRecord
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine, relative, write_result  # noqa: E402
+
+from distill.checkpoint import load_trained  # noqa: E402
+from distill.evaluation import ScoredImages, compare_scored, score_split  # noqa: E402
+from distill.stages import StageRecord  # noqa: E402
 
 
 def val_file(stage: Path, record: StageRecord) -> Path:
@@ -52,20 +58,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="arm A: a folder of seed_* stages")
     parser.add_argument("b", type=Path, help="arm B: the same")
+    parser.add_argument("--json", metavar="NAME", help="also write the comparisons to benchmarks/results/NAME.json")
     args = parser.parse_args()
     a, b = arm_files(args.a), arm_files(args.b)
     print(f"A = {args.a} ({len(a)} seed(s)), B = {args.b} ({len(b)} seed(s)); last-epoch weights, macro F1")
+    comparisons = {}
     for parts, name in ((("val", "held"), "val + held-out"), (("held",), "held-out"), (("val",), "val")):
         try:
             cmp = compare_scored([ScoredImages.read(*(run[p] for p in parts)) for run in a],
                                  [ScoredImages.read(*(run[p] for p in parts)) for run in b], f"{name} images")
         except ValueError as err:
             raise SystemExit(str(err)) from None
+        comparisons[name] = cmp
         f1_a, f1_b = cmp["a_f1_per_seed"], cmp["b_f1_per_seed"]
         print(f"{name:15s} ({cmp['images']} images): A {' / '.join(f'{x:.3f}' for x in f1_a)} = "
               f"{statistics.mean(f1_a):.3f}; B {' / '.join(f'{x:.3f}' for x in f1_b)} = "
               f"{statistics.mean(f1_b):.3f}; A - B {100 * cmp['difference']:+.1f} points "
               f"({100 * cmp['level']:.0f}% paired bootstrap {100 * cmp['low']:+.1f} to {100 * cmp['high']:+.1f})")
+    if args.json:
+        write_result(args.json, {"a": relative(args.a), "b": relative(args.b), "weights": "last epoch",
+                                 "comparisons": comparisons, "machine": machine()})
 
 
 if __name__ == "__main__":
