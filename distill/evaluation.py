@@ -69,13 +69,13 @@ def offclass_entropy(logits: np.ndarray) -> float:
     classes (renormalised), divided by its maximum ``log(C - 1)``, averaged over ``logits`` (``... x C``). 1.0: those
     classes are equally likely to it, it passes on no similarity between classes (what label smoothing does to
     a teacher); lower: it says which wrong classes an image resembles."""
-    values = torch.as_tensor(np.asarray(logits), dtype=torch.float32).flatten(0, -2)
-    classes = values.shape[-1]
+    classes = logits.shape[-1]
     if classes < 3:
         raise ValueError(f"offclass_entropy needs at least 3 classes (two others to compare), got {classes}")
+    values = logits.reshape(-1, classes)  # a cache's memory map stays one: read in pieces of a few MiB
     entropies = []
-    for chunk in values.split(65536):  # a cache's logits in pieces: memory stays a few MiB
-        probs = chunk.softmax(-1)
+    for start in range(0, len(values), 65536):
+        probs = torch.from_numpy(np.array(values[start:start + 65536], dtype=np.float32)).softmax(-1)
         others = probs.scatter(-1, probs.argmax(-1, keepdim=True), 0.0)
         others = others / others.sum(-1, keepdim=True)
         entropies.append(-torch.special.xlogy(others, others).sum(-1))
