@@ -233,6 +233,21 @@ def _s(block: str, out: int, stride: int = 1, repeats: int = 1, expand: float = 
 
 # Registered presets, smallest first. MACs (fvcore, at the preset's input size) are checked by tests.
 @register_model(kind="student")
+def pico() -> StudentSpec:
+    """106,876 MACs (fvcore, 9 classes; 106,684 with 6) at 64 px, the 0.1 MMAC budget: ``nano``'s first four
+    stages behind a 3 x 3 stride-3 stem (every input pixel seen once, a 22 x 22 first map); the 64-px views of a
+    cache made for ``nano`` or ``tiny`` serve it unchanged."""
+    return StudentSpec(64, stem=4, stem_stride=3, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64)])
+
+
+@register_model(kind="student")
+def pico_orepa() -> StudentSpec:
+    """``pico`` trained with ``rep: 2`` merged branches (as ``tiny_orepa``), folded at export into plain ``pico``
+    (106,876 MACs, 9 classes)."""
+    return replace(pico(), rep=2, rep_form="linear")
+
+
+@register_model(kind="student")
 def nano() -> StudentSpec:
     """325,728 MACs (fvcore, 9 classes) at 64 px: depthwise-separable stages, narrow stem."""
     return StudentSpec(64, stem=4, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64), _s("ds", 96)])
