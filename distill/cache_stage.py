@@ -67,8 +67,8 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
                                 cli.trainer.strategy.root_device, datamodule.hparams.num_workers)
     cache = filled.cache
     path = cache.stem.parent / "stage.json"
-    # reused: the fill's time is the one its progress files recorded when it ran (they travel with the folder)
-    fill_seconds = filled.fill_seconds or cache.fill_seconds()
+    # the last fill's time, as its progress files recorded it (they travel with the folder): this run's or a reused one's
+    fill_seconds = cache.fill_seconds()
     view_f1 = teacher_view_f1(cache, datamodule.num_classes)
     offclass = offclass_entropy(np.load(cache.logits_file, mmap_mode="r")) if datamodule.num_classes > 2 else None
     record = CacheRecord(stem=str(cache.stem), views=cache.views, images=cache.n, seconds=time.time() - start,
