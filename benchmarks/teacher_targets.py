@@ -51,7 +51,11 @@ def main() -> None:
             raise SystemExit(f"{folder}: no *.logits.npy (give a teacher-output cache folder)")
         for path in files:
             stage = folder / "stage.json"
-            row = {"cache": relative(path), **target_figures(np.load(path, mmap_mode="r"))}
+            try:
+                figures = target_figures(np.load(path, mmap_mode="r"))
+            except ValueError as err:  # e.g. a two-class cache: no other classes to compare
+                raise SystemExit(f"{path}: {err}") from None
+            row = {"cache": relative(path), **figures}
             if stage.is_file():
                 row["teacher_view_f1"] = json.loads(stage.read_text()).get("teacher_view_f1")
             rows.append(row)
