@@ -155,6 +155,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         student_kd_f1_per_seed=[r.val_f1 for r in kd],
         student_ce_f1_per_seed=[r.val_f1 for r in ce],
         teacher_holdout_f1=teacher.holdout_f1,
+        teacher_last_holdout_f1=teacher.last_holdout_f1,
         student_kd_holdout_f1=_mean([r.holdout_f1 for r in kd if r.holdout_f1 is not None]),
         student_ce_holdout_f1=_mean([r.holdout_f1 for r in ce if r.holdout_f1 is not None]),
         student_kd_holdout_f1_per_seed=[r.holdout_f1 for r in kd],

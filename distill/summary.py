@@ -44,6 +44,7 @@ class Summary:
     student_kd_f1_per_seed: list[float]
     student_ce_f1_per_seed: list[float]
     teacher_holdout_f1: float | None
+    teacher_last_holdout_f1: float | None  # its last epoch's weights (no checkpoint chosen on val)
     student_kd_holdout_f1: float | None
     student_ce_holdout_f1: float | None
     student_kd_holdout_f1_per_seed: list[float | None]
@@ -97,7 +98,9 @@ class Summary:
             lines.append(f"student (no teacher) F1   : {self.student_ce_f1:.4f}  per seed "
                          f"{_rounded(self.student_ce_f1_per_seed)}")
         if self.student_kd_holdout_f1 is not None:
-            lines.append(f"held-out macro F1         : teacher {self.teacher_holdout_f1:.4f}, student (KD) "
+            last = self.teacher_last_holdout_f1
+            lines.append(f"held-out macro F1         : teacher {self.teacher_holdout_f1:.4f}"
+                         + (f" (last epoch {last:.4f})" if last is not None else "") + ", student (KD) "
                          f"{self.student_kd_holdout_f1:.4f} per seed {_rounded(self.student_kd_holdout_f1_per_seed)}")
         if self.student_ce_holdout_f1 is not None:
             lines.append(f"held-out, no teacher      : {self.student_ce_holdout_f1:.4f} per seed "

@@ -86,6 +86,8 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     only = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
                         settings=fast, teacher_only=True, results_json=tmp_path / "teacher.json")
     assert only.teacher_holdout_f1 == summary.teacher_holdout_f1 == held[0]["f1"]
+    assert only.teacher_last_holdout_f1 == summary.teacher_last_holdout_f1 == json.loads(
+        (out / "teacher" / "holdout_last.json").read_text())["f1"]  # its last epoch's own predictions
     assert json.loads((tmp_path / "teacher.json").read_text()) == only.to_json()
     assert only.to_json() == json.loads((out / "teacher_summary.json").read_text())
 
