@@ -72,7 +72,7 @@ def main() -> None:
     disk = 0
     with tempfile.TemporaryDirectory() as onnx_dir:
         for backend in args.backends:
-            forward, onnx_file = None, None
+            forward, onnx_files = None, None
             for _ in range(args.repeats):
                 for processes, workers in variants:
                     with tempfile.TemporaryDirectory() as tmp:
@@ -80,8 +80,8 @@ def main() -> None:
                                           mix=MixSpec(args.mix), backend=backend)
                         cache.create()
                         if forward is None:  # the teacher's forward (and its ONNX export) once per backend
-                            onnx_file = export_teacher(cache, onnx_dir) if backend == "onnxruntime" else None
-                            forward = teacher_forward(cache, onnx_file)
+                            onnx_files = export_teacher(cache, onnx_dir) if backend == "onnxruntime" else None
+                            forward = teacher_forward(cache, onnx_files)
                             forward(images)  # warm-up
                         before = teacher_alone(forward)
                         start = time.perf_counter()
@@ -89,7 +89,7 @@ def main() -> None:
                             fill_share(cache, batch_size=args.batch, num_workers=workers, forward=forward)
                             name = f"{backend}, 1 process, {workers} workers"
                         else:
-                            fill_in_processes(cache, processes, args.batch, onnx_file)
+                            fill_in_processes(cache, processes, args.batch, onnx_files)
                             name = f"{backend}, {processes} processes of {torch.get_num_threads() // processes} threads"
                         rate = len(dataset) * args.views / (time.perf_counter() - start)
                         after = teacher_alone(forward)

@@ -58,9 +58,9 @@ def main() -> None:
     teacher_rate = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = ViewCache(teacher, dataset, tmp, 1, dm.num_classes, args.student_size, backend="onnxruntime")
-        onnx_file = export_teacher(cache, tmp)
+        onnx_files = export_teacher(cache, tmp)
         for t in sorted({1, threads}):
-            forward = teacher_forward(cache, onnx_file, t)
+            forward = teacher_forward(cache, onnx_files, t)
             teacher_rate[f"{t} thread(s)"] = 64 / seconds_per_call(lambda: forward(batch), 8)
     result = {"data": relative(root), "images": n, "size": args.size, "student_size": args.student_size,
               "machine": machine("onnxruntime float32"), "ms": ms, "teacher_images_per_s": teacher_rate,

@@ -51,6 +51,7 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
     import numpy as np
 
     from distill.cache import fill_teacher_cache
+    from distill.cache.callback import teacher_folds
     from distill.cli import build_cli
     from distill.evaluation import offclass_entropy
     from distill.teacher import frozen_teacher
@@ -64,7 +65,8 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
     filled = fill_teacher_cache(frozen_teacher(callback.teacher, datamodule.num_classes), datamodule.train_images,
                                 datamodule.num_classes, callback.student_size, callback.settings,
                                 callback.settings.folder(cli.trainer.default_root_dir),
-                                cli.trainer.strategy.root_device, datamodule.hparams.num_workers)
+                                cli.trainer.strategy.root_device, datamodule.hparams.num_workers,
+                                folds=teacher_folds(callback.teacher, datamodule))
     cache = filled.cache
     path = cache.stem.parent / "stage.json"
     # the last fill's time, as its progress files recorded it (they travel with the folder): this run's or a reused one's

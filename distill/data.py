@@ -20,6 +20,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from distill import splits
 from distill.choices import check_choice
 from distill.console import say
 from distill.images import (
@@ -44,7 +45,7 @@ from distill.layout import (
     scan_split,
 )
 from distill.preprocess import ImageLoadError
-from distill.splits import holdout_split, stratified_split
+from distill.splits import check_cross_fit, holdout_split, stratified_split
 from distill.transforms import Augment
 
 __all__ = ["WasteDataModule", "ImageDataset", "cache_bytes", "collate", "decode_all", "files_key", "stack_views",
@@ -91,6 +92,10 @@ class WasteDataModule(L.LightningDataModule):
         predict_fallback: what to do with an unreadable image to predict. None (default): stop with an
             error listing every such file. ``blank``: predict on a black image. A class name: label it so.
             Either choice is recorded in ``report.json``.
+        cross_fit_fold: train on the training images outside this fold of ``cross_fit_folds`` (a cross-fitted
+            teacher's fine-tune: it then labels that fold's images, which it never trained on; see
+            ``TeacherSpec.cross_fit``). Folds are drawn by each file's path and ``holdout_seed``
+            (``distill.splits.cross_fit_fold``); validation and held-out images are not touched.
     """
 
     def __init__(self, root: str, image_size: int = 224, val_mode: ValMode = "given", val_fraction: float = 0.15,
@@ -98,8 +103,10 @@ class WasteDataModule(L.LightningDataModule):
                  keep_aspect: bool = True, cache_images: bool = True, image_cache_dir: str | None = None,
                  strict: bool = False,
                  balanced_sampler: bool = False, predict_dir: str | None = None,
-                 predict_fallback: str | None = None, holdout_fraction: float = 0.0, holdout_seed: int = 0):
+                 predict_fallback: str | None = None, holdout_fraction: float = 0.0, holdout_seed: int = 0,
+                 cross_fit_fold: int | None = None, cross_fit_folds: int = 2):
         super().__init__()
+        check_cross_fit(cross_fit_fold, cross_fit_folds)
         check_choice(val_mode, ValMode, "val_mode")
         check_choice(augment, Augment, "augment")
         if image_size < 8:
@@ -119,6 +126,9 @@ class WasteDataModule(L.LightningDataModule):
                             self.root, 100 * val_fraction)
             tr, va = stratified_split([s.label for s in pooled], val_fraction, seed)
             train, val = [pooled[i] for i in tr], [pooled[i] for i in va]
+        if cross_fit_fold is not None:  # a cross-fitted teacher's fine-tune: its own fold left out
+            train = [s for s in train if splits.cross_fit_fold(s, self.root, cross_fit_folds, holdout_seed)
+                     != cross_fit_fold]
         # each labelled split's samples (after unreadable files are dropped, once decoded), and its decoded dataset
         self.samples: dict[str, list[Sample]] = {"train": train, "val": val, "holdout": held}
         self.decoded: dict[str, ImageDataset] = {}
@@ -155,6 +165,10 @@ class WasteDataModule(L.LightningDataModule):
     def holdout_samples(self) -> list[Sample]:
         """The held-out images (``holdout_fraction``); empty when nothing is held out."""
         return self.samples["holdout"]
+
+    def train_folds(self, folds: int) -> list[int]:
+        """The cross-fit fold of each training image, in ``train_samples``' order (``cross_fit_fold``)."""
+        return [splits.cross_fit_fold(s, self.root, folds, self.hparams.holdout_seed) for s in self.train_samples]
 
     @property
     def train_images(self) -> ImageDataset | None:

@@ -318,6 +318,10 @@ class DistillModule(TrainingModule):
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
         """The teacher run online on ``images`` (built at the first call); None without a teacher."""
         teacher = self.teacher or self.build_teacher()
+        if teacher is not None and teacher.cross_fit:
+            raise ValueError("teacher.cross_fit: true is for the teacher-output cache (each image labelled by the member "
+                             "that never trained on it); online, the members' mean would label images they trained "
+                             "on: set teacher_cache.enabled: true, or list the teachers without cross_fit")
         return None if teacher is None else teacher(images)
 
     def losses(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, batch: dict) -> Terms:

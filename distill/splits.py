@@ -56,3 +56,20 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
         val_idx += idx[:n_val].tolist()
         train_idx += idx[n_val:].tolist()
     return sorted(train_idx), sorted(val_idx)
+
+
+def cross_fit_fold(sample: Sample, root: Path, folds: int, seed: int) -> int:
+    """The fold (``0 .. folds-1``) of a training image for cross-fitted teachers: ``sha256(seed | cross-fit | path
+    relative to root)`` modulo ``folds``. It depends only on the file's own path and ``seed``, so a teacher's
+    fine-tune (which leaves its fold out) and the cache fill (which routes each image to the teacher that left
+    it out) agree, whatever other images were dropped or added."""
+    relative = sample.path.relative_to(root).as_posix()
+    return int(hashlib.sha256(f"{seed}|cross-fit|{relative}".encode()).hexdigest(), 16) % folds
+
+
+def check_cross_fit(fold: int | None, folds: int) -> None:
+    """``data.cross_fit_fold`` / ``data.cross_fit_folds``, named in the error."""
+    if folds < 2:
+        raise ValueError(f"data.cross_fit_folds must be >= 2, got {folds}")
+    if fold is not None and not 0 <= fold < folds:
+        raise ValueError(f"data.cross_fit_fold={fold}: choose 0 .. {folds - 1} (data.cross_fit_folds={folds}) or null")

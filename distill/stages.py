@@ -146,7 +146,10 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     data = cli.datamodule.hparams  # the images no stage trained on, for `distill report`
     exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
                             base_size=meta["base_size"],
-                            holdout={"fraction": data.holdout_fraction, "seed": data.holdout_seed})
+                            holdout={"fraction": data.holdout_fraction, "seed": data.holdout_seed},
+                            # a cross-fitted teacher's fold (the images it never trained on), checked where it is used
+                            **({"cross_fit": {"fold": data.cross_fit_fold, "folds": data.cross_fit_folds}}
+                               if data.get("cross_fit_fold") is not None else {}))
     logged = cli.trainer.callback_metrics
     if selection.monitor == "val/f1" and selection.best_model_score is not None:
         val_f1 = float(selection.best_model_score)

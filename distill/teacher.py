@@ -5,7 +5,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -43,6 +43,13 @@ class TeacherSpec:
         detail_size: show the teacher only the detail of a view this size (each view shrunk to it, as the
             student's view is made, then resized to ``input_size``): the teacher's targets then rest on what the
             student can see. Use it with a teacher fine-tuned the same way (the fine-tune's ``detail_size``).
+        cross_fit: the files of ``weights`` are cross-fitted teachers: the one at position k was fine-tuned without
+            the training images of fold k (``data.cross_fit_fold: k`` of ``len(weights)`` folds), and in the
+            teacher-output cache it alone labels those images, which it never trained on (each view runs through
+            its image's member only: the fill costs one teacher's forwards). On images no member trained on
+            (validation, held-out) it is the members' mean. Online (without the cache) it is refused: the mean
+            would label images its members trained on. The pipeline's recipes give the fine-tunes as
+            ``teachers: [{data: {cross_fit_fold: 0}}, {data: {cross_fit_fold: 1}}]`` (``recipes/trashnet_crossfit``).
     """
 
     name: str = "efficientnet_lite0"
@@ -51,6 +58,7 @@ class TeacherSpec:
     precision: str = "auto"
     flip_average: bool = False
     detail_size: int | None = None
+    cross_fit: bool = False
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -61,6 +69,8 @@ class TeacherSpec:
             raise UnknownModelError(f"teacher.name={self.name!r}: {err}") from None
 
     def build(self, num_classes: int) -> nn.Module:
+        if self.cross_fit:
+            return CrossFitted([self._member(num_classes, w, fold) for fold, w in enumerate(self.cross_fit_weights())])
         if not isinstance(self.weights, list):
             return self._member(num_classes, self.weights)
         if not self.weights:
@@ -68,13 +78,28 @@ class TeacherSpec:
         members = [self._member(num_classes, weights) for weights in self.weights]
         return members[0] if len(members) == 1 else MeanLogits(members)
 
-    def _member(self, num_classes: int, weights: str | None) -> nn.Module:
+    def cross_fit_weights(self) -> list[str]:
+        """The cross-fitted members' files, fold by fold (``cross_fit``): two or more."""
+        if not isinstance(self.weights, list) or len(self.weights) < 2:
+            raise ValueError(f"teacher.cross_fit: true needs teacher.weights to list one fine-tune per fold (2 or more, "
+                             f"fold 0 first), got {self.weights!r}")
+        return self.weights
+
+    def _member(self, num_classes: int, weights: str | None, fold: int | None = None) -> nn.Module:
         if weights is not None:
             recorded = recorded_detail_size(weights)
             if recorded != self.detail_size:
                 raise ValueError(f"teacher.weights={weights} was fine-tuned with detail_size={recorded} but "
                                  f"teacher.detail_size={self.detail_size}: set teacher.detail_size: "
                                  f"{'null' if recorded is None else recorded} (the teacher is shown what it learnt from)")
+        if fold is not None:
+            folds = len(self.weights)
+            recorded_fold = recorded_model_field(weights, "cross_fit")
+            if recorded_fold != {"fold": fold, "folds": folds}:
+                raise ValueError(f"teacher.weights[{fold}]={weights} is not the fine-tune without fold {fold} of {folds} "
+                                 f"(it records cross_fit={recorded_fold}): list the fold teachers in fold order, each "
+                                 "fine-tuned with data.cross_fit_fold: <its position> and data.cross_fit_folds: "
+                                 f"{folds}")
         return create_model(self.name, num_classes, weights=weights, input_size=self.input_size,
                             detail_size=self.detail_size)
 
@@ -96,18 +121,33 @@ class MeanLogits(nn.Module):
         return torch.stack([member(x) for member in self.members]).mean(0)
 
 
+class CrossFitted(MeanLogits):
+    """Cross-fitted teachers (``TeacherSpec.cross_fit``): member k never trained on the training images of fold k.
+    Its forward is the members' mean (for images none of them trained on: validation, held-out); the cache fill
+    runs each training image's views through the member that left the image out (``FrozenTeacher.member``)."""
+
+
 def recorded_detail_size(weights: str) -> int | None:
     """The ``detail_size`` a weights file of this library records for its model (a pipeline ``model.pt`` or a
     Lightning ``.ckpt``); None for a plain state dict, a torchvision weights name, or none recorded."""
-    if not is_weights_file(weights) or not Path(weights).is_file():
+    definition = recorded_model_field(weights, "model")
+    return definition.get("detail_size") if isinstance(definition, dict) else None
+
+
+def recorded_model_field(weights: str | None, key: str) -> Any:
+    """What a weights file of this library records under ``key`` (``model``: its definition, also ``model_def``
+    in a ``.ckpt``; ``cross_fit``: the fold a pipeline ``model.pt`` left out); None when it is not such a file or
+    records none."""
+    if weights is None or not is_weights_file(weights) or not Path(weights).is_file():
         return None  # a missing or damaged file is named by the loading that follows
     mmap = zipfile.is_zipfile(weights)  # tensors stay on disk; torch's legacy (non-zip) format cannot be mapped
     try:
         data = torch.load(weights, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception:
         return None
-    definition = data.get("model", data.get("model_def")) if isinstance(data, dict) else None
-    return definition.get("detail_size") if isinstance(definition, dict) else None
+    if not isinstance(data, dict):
+        return None
+    return data.get(key, data.get("model_def")) if key == "model" else data.get(key)
 
 
 def flip_averaged(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -160,6 +200,11 @@ class FrozenTeacher:
     def preprocess(self):
         return self.model.preprocess
 
+    @property
+    def cross_fit(self) -> bool:
+        """Whether it is cross-fitted teachers (``CrossFitted``: each training image has its own member)."""
+        return isinstance(self.model, CrossFitted)
+
     def to(self, device: torch.device | str) -> "FrozenTeacher":
         self.model.to(device)
         return self
@@ -171,6 +216,22 @@ class FrozenTeacher:
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """The model's float32 logits for a uint8 batch, one view each (no flip averaging)."""
+        return self._run(self.model, images)
+
+    def member(self, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Cross-fitted teachers' member ``k`` alone, called as the teacher is (uint8 batch -> float32 logits,
+        flip-averaged when the teacher is)."""
+        if not self.cross_fit:
+            raise ValueError("member: the teacher is not cross-fitted (teacher.cross_fit)")
+        module = self.model.members[k]
+
+        @torch.no_grad()
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            return self._run(module, images)
+
+        return flip_averaged(forward) if self.flip_average else forward
+
+    def _run(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         x = model_input(images, self.model.preprocess)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.model(x).float()
+            return model(x).float()

@@ -392,7 +392,7 @@ def test_a_fill_in_two_processes_writes_what_one_writes_and_sigterm_stops_both(f
     # `kill PID` of the parent in the middle: it stops both processes, each saves its share's progress
     parent, calls = os.getpid(), []
 
-    def forward_that_gets_the_parent_killed(cache, onnx_file, threads):
+    def forward_that_gets_the_parent_killed(cache, onnx_files, threads):
         def forward(images):
             calls.append(len(images))
             if len(calls) == 2:  # in each fill process (forked: its own list)

@@ -192,11 +192,11 @@ def test_stopped_fill_resumes_without_redoing_work(demo_root, tmp_path, monkeypa
 
     def stop_after_two_batches(dataset, record, arrays, progress, step, desc, batch_size=64, num_workers=0,
                                save_every=4096, position=0, report=None):
-        def counting(images):
+        def counting(images, rows):
             calls.append(len(images))
             if len(calls) > 2:
                 raise KeyboardInterrupt
-            return step(images)
+            return step(images, rows)
         return real_fill(dataset, record, arrays, progress, counting, desc, batch_size, num_workers, save_every=1)
 
     monkeypatch.setattr(tc, "fill", stop_after_two_batches)

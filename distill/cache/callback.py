@@ -18,7 +18,7 @@ from distill.cache.views import MixMode, MixSpec
 from distill.choices import check_choice
 from distill.console import say
 from distill.images import ImageDataset
-from distill.teacher import FrozenTeacher, frozen_teacher
+from distill.teacher import FrozenTeacher, TeacherSpec, frozen_teacher
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,12 @@ class FilledCache:
 def fill_teacher_cache(teacher: FrozenTeacher, images: ImageDataset, num_classes: int, student_size: int,
                        settings: CacheSettings, cache_dir: Path, device: torch.device | str = "cpu",
                        num_workers: int = 0, rank: int = 0, world_size: int = 1,
-                       barrier: Callable[[str], None] = lambda name: None) -> FilledCache:
+                       barrier: Callable[[str], None] = lambda name: None,
+                       folds: list[int] | None = None) -> FilledCache:
     """Fill (or reuse, or resume) the cache of ``teacher``'s outputs on views of the training ``images``, the views
     stored at ``student_size``. Under several processes (``world_size`` DDP ranks, ``barrier`` theirs) each fills
-    its own share of the same files; on one CPU process the fill may use ``settings.processes`` processes."""
+    its own share of the same files; on one CPU process the fill may use ``settings.processes`` processes.
+    ``folds``: for cross-fitted teachers, each image's member (``ViewCache``; ``teacher_folds`` gives them)."""
     plain = images.augment_name == "none"
     if plain and (settings.views > 1 or settings.mix.enabled):
         say("teacher cache: data.augment is none, so one plain view per image is recorded")
@@ -64,7 +66,7 @@ def fill_teacher_cache(teacher: FrozenTeacher, images: ImageDataset, num_classes
     if backend == "auto":
         backend = "onnxruntime" if device.type == "cpu" else "torch"
     cache = ViewCache(teacher, images, Path(cache_dir), views, num_classes, student_size, settings.seed, mix,
-                      settings.render, backend)
+                      settings.render, backend, folds)
     if rank == 0:
         cache.create()
         say(f"teacher cache {cache.stem}: {cache.n} images x {views} views, teacher in {backend}"
@@ -79,6 +81,14 @@ def fill_teacher_cache(teacher: FrozenTeacher, images: ImageDataset, num_classes
         fill_share(cache, rank, world_size, settings.batch_size, num_workers, device)
     barrier("teacher_cache_filled")
     return FilledCache(cache, cache.fill_seconds() if filled_here else 0.0)
+
+
+def teacher_folds(source: Any, datamodule: Any) -> list[int] | None:
+    """Each training image's fold for cross-fitted teachers (``TeacherSpec.cross_fit``: as many folds as members,
+    drawn as their fine-tunes drew them, ``WasteDataModule.train_folds``); None for any other teacher."""
+    if not getattr(source, "cross_fit", False) or not isinstance(source, TeacherSpec):
+        return None
+    return datamodule.train_folds(len(source.cross_fit_weights()))
 
 
 class TeacherCache(Callback):
@@ -137,6 +147,7 @@ class TeacherCache(Callback):
         filled = fill_teacher_cache(
             frozen_teacher(source, datamodule.num_classes), images, datamodule.num_classes, student_size,
             self.settings, self.settings.folder(trainer.default_root_dir), trainer.strategy.root_device,
-            datamodule.hparams.num_workers, trainer.global_rank, trainer.world_size, trainer.strategy.barrier)
+            datamodule.hparams.num_workers, trainer.global_rank, trainer.world_size, trainer.strategy.barrier,
+            teacher_folds(source, datamodule))
         self.cache, self.fill_seconds = filled.cache, filled.fill_seconds
         datamodule.use_teacher_outputs(filled.cache.dataset())

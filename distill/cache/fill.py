@@ -60,12 +60,12 @@ def say_estimate(desc: str, rate: float, views_left: int) -> None:
 
 @torch.no_grad()
 def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap], progress: _Progress,
-         step: Callable[[torch.Tensor], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
+         step: Callable[[torch.Tensor, np.ndarray], dict[str, torch.Tensor]], desc: str, batch_size: int = 64,
          num_workers: int = 0, save_every: int = 4096, position: int = 0,
          report: Callable[[int], None] | None = None) -> None:
-    """Render the views of ``progress``'s share not done yet, batch by batch; ``step(images)`` gives each
-    array's values for the batch (teacher logits, resized views), written at their (i, k). ``position``: the
-    progress bar's line; ``report(n)``: called with each batch's view count instead of drawing a bar and an
+    """Render the views of ``progress``'s share not done yet, batch by batch; ``step(images, i)`` gives each
+    array's values for the batch (teacher logits, resized views; ``i``: each view's image), written at their
+    (i, k). ``position``: the progress bar's line; ``report(n)``: called with each batch's view count instead of drawing a bar and an
     estimate (the parent of several filling processes draws one for all)."""
     from tqdm.auto import tqdm
 
@@ -92,7 +92,7 @@ def fill(dataset: ImageDataset, record: ViewRecord, arrays: dict[str, np.memmap]
                                         f"{progress.stop - progress.start:,} views; run the same command again "
                                         "to resume the fill where it stopped")
                 i, k = (job // views).numpy(), (job % views).numpy()
-                for name, values in step(images).items():
+                for name, values in step(images, i).items():
                     arrays[name][i, k] = values.numpy()
                 written = int(job[-1]) + 1
                 since_save += len(job)
@@ -136,8 +136,11 @@ def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size:
         # the views of the jobs already done were rendered in the same pass: both resume together
         forward = forward or teacher_forward(cache)
 
-        def step(images: torch.Tensor) -> dict[str, torch.Tensor]:
-            out = {"logits": forward(images.to(device)).cpu()}
+        def step(images: torch.Tensor, rows: np.ndarray) -> dict[str, torch.Tensor]:
+            images = images.to(device)
+            # cross-fitted teachers: each view to the member that left its image out
+            logits = forward(images) if cache.folds is None else forward(images, cache.folds[rows])
+            out = {"logits": logits.cpu()}
             if render:
                 out["views"] = _hwc(resize_uint8(images, size))
             return out
@@ -149,37 +152,72 @@ def fill_share(cache: ViewCache, rank: int = 0, world_size: int = 1, batch_size:
     elif render and not complete(cache.views_file, total):
         progress = _Progress(cache.views_file, rank, start, stop)
         fill(cache.source, record, {"views": np.load(cache.views_file, mmap_mode="r+")}, progress,
-             lambda images: {"views": _hwc(resize_uint8(images, size))}, f"rendering views at {size}px{share}",
+             lambda images, rows: {"views": _hwc(resize_uint8(images, size))}, f"rendering views at {size}px{share}",
              batch_size, num_workers, position=rank, report=report)
 
 
-def teacher_forward(cache: ViewCache, onnx_file: str | Path | None = None,
-                    threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The teacher's forward for the fill: eager PyTorch, or ONNX Runtime (float32) from ``onnx_file`` (made by
-    ``export_teacher``; exported here when not given) on ``threads`` threads (default torch's)."""
+def teacher_forward(cache: ViewCache, onnx_files: list[Path] | None = None,
+                    threads: int | None = None) -> Callable[..., torch.Tensor]:
+    """The teacher's forward for the fill: eager PyTorch, or ONNX Runtime (float32) from ``onnx_files`` (made by
+    ``export_teacher``; exported here when not given) on ``threads`` threads (default torch's). For cross-fitted
+    teachers (``cache.folds``) it is called with the images and each one's member (``MemberRouting``)."""
     if cache.backend == "torch":
-        return cache.teacher
-    if onnx_file is None:
+        if cache.folds is None:
+            return cache.teacher
+        return MemberRouting([cache.teacher.member(k) for k in range(len(cache.teacher.model.members))])
+    if onnx_files is None:
         with tempfile.TemporaryDirectory() as tmp:
-            session = onnx_session(export_teacher(cache, tmp), threads)
+            sessions = [onnx_session(path, threads) for path in export_teacher(cache, tmp)]
     else:
-        session = onnx_session(onnx_file, threads)
-    onnx = OnnxForward(session)
+        sessions = [onnx_session(path, threads) for path in onnx_files]
 
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        return onnx(model_input(images, cache.teacher.preprocess))
+    def in_session(session) -> Callable[[torch.Tensor], torch.Tensor]:
+        onnx = OnnxForward(session)
 
-    return flip_averaged(forward) if cache.teacher.flip_average else forward
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            return onnx(model_input(images, cache.teacher.preprocess))
+
+        return flip_averaged(forward) if cache.teacher.flip_average else forward
+
+    forwards = [in_session(session) for session in sessions]
+    return forwards[0] if cache.folds is None else MemberRouting(forwards)
 
 
-def export_teacher(cache: ViewCache, folder: str | Path) -> Path:
-    """The teacher as ONNX in ``folder``, checked against eager float32 (``ONNX_TOLERANCE``) before any use."""
+class MemberRouting:
+    """Cross-fitted teachers in the fill: ``(images, members)`` -> each image's logits from its own member only
+    (a batch of one image's views, the usual case, is one member's forward: the fill costs one teacher's)."""
+
+    def __init__(self, forwards: list[Callable[[torch.Tensor], torch.Tensor]]):
+        self.forwards = forwards
+
+    def __call__(self, images: torch.Tensor, members: np.ndarray) -> torch.Tensor:
+        out: torch.Tensor | None = None
+        for k in np.unique(members):
+            rows = np.flatnonzero(members == k)
+            logits = self.forwards[k](images if len(rows) == len(images) else images[torch.from_numpy(rows)])
+            if len(rows) == len(images):
+                return logits
+            if out is None:
+                out = logits.new_empty((len(images), *logits.shape[1:]))
+            out[torch.from_numpy(rows)] = logits
+        return out
+
+
+def export_teacher(cache: ViewCache, folder: str | Path) -> list[Path]:
+    """The teacher as ONNX in ``folder`` (cross-fitted teachers: one file per member, in member order), each
+    checked against eager float32 (``ONNX_TOLERANCE``) before any use."""
     example = model_input(stack_views([cache.source.view(i, i) for i in range(min(4, cache.n))]),
                           cache.teacher.preprocess)
-    path = to_onnx(cache.teacher.model.eval(), Path(folder) / "teacher.onnx", example)
-    with torch.no_grad():
-        gap = float((OnnxForward(onnx_session(path))(example) - cache.teacher.model(example).float()).abs().max())
-    if gap > ONNX_TOLERANCE:
-        raise RuntimeError(f"the teacher in ONNX Runtime differs from PyTorch float32 by {gap:.2e} (> "
-                           f"{ONNX_TOLERANCE}): set teacher_cache.backend: torch")
-    return path
+    model = cache.teacher.model.eval()
+    models = list(model.members) if cache.folds is not None else [model]
+    paths = []
+    for k, module in enumerate(models):
+        name = "teacher.onnx" if len(models) == 1 else f"teacher_member{k}.onnx"
+        path = to_onnx(module, Path(folder) / name, example)
+        with torch.no_grad():
+            gap = float((OnnxForward(onnx_session(path))(example) - module(example).float()).abs().max())
+        if gap > ONNX_TOLERANCE:
+            raise RuntimeError(f"the teacher in ONNX Runtime differs from PyTorch float32 by {gap:.2e} (> "
+                               f"{ONNX_TOLERANCE}): set teacher_cache.backend: torch")
+        paths.append(path)
+    return paths

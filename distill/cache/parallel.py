@@ -44,7 +44,7 @@ def _fill_rank(rank: int, processes: int, threads: int, batch_size: int) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the ranks by SIGTERM
     cache: ViewCache = _JOB["cache"]
     counter = _JOB["counter"]
-    forward = teacher_forward(cache, _JOB["onnx_file"], threads)
+    forward = teacher_forward(cache, _JOB["onnx_files"], threads)
 
     def report(views: int) -> None:  # into the parent's one progress bar
         with counter.get_lock():
@@ -76,20 +76,21 @@ def _watch(futures: list, counter: Any, cache: ViewCache, processes: int, batch_
                 return
 
 
-def fill_in_processes(cache: ViewCache, processes: int, batch_size: int = 64, onnx_file: Path | None = None) -> None:
+def fill_in_processes(cache: ViewCache, processes: int, batch_size: int = 64,
+                      onnx_files: list[Path] | None = None) -> None:
     """Fill ``cache`` (created) with ``processes`` forked CPU processes of ``torch threads // processes``
-    threads each (``onnx_file``: the teacher from ``export_teacher``, else exported here). SIGTERM or Ctrl-C
+    threads each (``onnx_files``: the teacher from ``export_teacher``, else exported here). SIGTERM or Ctrl-C
     stops every process after its current batch, each share's progress saved."""
     if processes == 1:
         fill_share(cache, batch_size=batch_size)
         return
     threads = max(1, torch.get_num_threads() // processes)
     with tempfile.TemporaryDirectory() as tmp:
-        if onnx_file is None and cache.backend == "onnxruntime":
-            onnx_file = export_teacher(cache, tmp)
+        if onnx_files is None and cache.backend == "onnxruntime":
+            onnx_files = export_teacher(cache, tmp)
         context = multiprocessing.get_context("fork")
         counter = context.Value("q", 0)  # views filled, summed over the processes (they inherit it by fork)
-        _JOB.update(cache=cache, onnx_file=onnx_file, counter=counter)
+        _JOB.update(cache=cache, onnx_files=onnx_files, counter=counter)
         pool = ProcessPoolExecutor(processes, mp_context=context)
         previous = signal.getsignal(signal.SIGTERM)
 

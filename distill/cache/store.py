@@ -34,15 +34,17 @@ def _fingerprint(teacher: FrozenTeacher) -> str:
 
 
 def cache_key(teacher: FrozenTeacher, dataset: ImageDataset, views: int, seed: int, mix: MixSpec,
-              backend: str = "torch") -> str:
-    """Hash of everything the cached outputs depend on (``backend``: what runs the teacher's forward)."""
+              backend: str = "torch", folds: list[int] | None = None) -> str:
+    """Hash of everything the cached outputs depend on (``backend``: what runs the teacher's forward; ``folds``:
+    each image's cross-fitted member)."""
     return files_key(dataset.samples, {
         "teacher": _fingerprint(teacher), "precision": teacher.precision, "backend": backend,
         "size": dataset.size, "keep_aspect": dataset.keep_aspect,
         "augment": definition(dataset.augment),  # what the preset does, not its name
         "views": views, "seed": seed, "mix": asdict(mix), "format": FORMAT_VERSION,
         # named only when on, so caches filled before the option existed keep their key
-        **({"flip_average": True} if teacher.flip_average else {})})
+        **({"flip_average": True} if teacher.flip_average else {}),
+        **({"cross_fit_folds": list(folds)} if folds is not None else {})})
 
 
 def job_share(total: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -137,22 +139,45 @@ def _create_array(path: Path, shape: tuple[int, ...], dtype) -> None:
     tmp.replace(path)
 
 
+def check_folds(teacher: FrozenTeacher, dataset: ImageDataset, folds: list[int] | None, mix: MixSpec) -> None:
+    """Cross-fitted teachers need one fold per image, each naming one of their members, and unmixed views (a
+    mixed view holds a partner image the member may have trained on); other teachers no folds."""
+    if not teacher.cross_fit:
+        if folds is not None:
+            raise ValueError("cache folds were given for a teacher that is not cross-fitted (teacher.cross_fit)")
+        return
+    members = len(teacher.model.members)
+    if folds is None or len(folds) != len(dataset):
+        raise ValueError(f"cross-fitted teachers label each training image with the member that left it out: give "
+                         f"the cache {len(dataset)} folds (one per image), got {None if folds is None else len(folds)}")
+    if mix.enabled:
+        raise ValueError(f"teacher_cache.mix={mix.mode!r} with cross-fitted teachers: a mixed view holds a partner "
+                         "image that the labelling member may have trained on; set teacher_cache.mix: none")
+    if min(folds) < 0 or max(folds) >= members:
+        raise ValueError(f"cache folds must name members 0 .. {members - 1}, got {min(folds)} .. {max(folds)}")
+
+
 class ViewCache:
     """One cache entry: its record of views, the teacher's logits and the views at the student's size.
 
     The steps, in order (the callback puts a barrier between them when several processes run):
-    ``create`` (one process), ``fill_share`` (every process, its own share), then ``dataset``."""
+    ``create`` (one process), ``fill_share`` (every process, its own share), then ``dataset``.
+
+    ``folds``: for cross-fitted teachers (``FrozenTeacher.cross_fit``), the member that labels each image (the one
+    fine-tuned without it); required with them, refused without."""
 
     def __init__(self, teacher: FrozenTeacher, dataset: ImageDataset, cache_dir: str | Path, views: int,
                  num_classes: int, student_size: int, seed: int = 0, mix: MixSpec = MixSpec(),
-                 render: bool = True, backend: str = "torch"):
+                 render: bool = True, backend: str = "torch", folds: list[int] | None = None):
         if backend == "auto":
             raise ValueError("fill backend 'auto': resolve it first (teacher_cache.backend)")
         check_choice(backend, Backend, "fill backend")
+        check_folds(teacher, dataset, folds, mix)
         self.teacher, self.source, self.views, self.seed, self.mix = teacher, dataset, views, seed, mix
         self.num_classes, self.size, self.backend = num_classes, student_size, backend
+        self.folds = None if folds is None else np.asarray(folds, dtype=np.int64)
         self.render = render and student_size < dataset.size
-        key = cache_key(teacher, dataset, views, seed, mix, backend)
+        key = cache_key(teacher, dataset, views, seed, mix, backend, folds)
         self.stem = Path(cache_dir) / f"teacher_{key[:20]}"
         self.n = len(dataset)
 
