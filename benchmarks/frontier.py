@@ -6,6 +6,9 @@ interval over images) and the fraction of the teacher-student gap it closes; a p
     python benchmarks/frontier.py benchmarks/results/trashnet_speed.json benchmarks/results/trashnet_nano.json \
         benchmarks/results/trashnet_nano_teacher224.json  # ... one line per method and teacher
 
+A KD-only result (no ``--baseline``) takes its no-teacher arm from another run as ``RESULT.json=COMPARISON.json``,
+the comparison written by ``benchmarks/unseen.py KD_RUN NONE_RUN --json NAME`` (its held-out figures).
+
 Writes benchmarks/results/frontier.json ({"rows": [...]}) and frontier.png.
 """
 from __future__ import annotations
@@ -24,22 +27,31 @@ from distill.competition import competition_score  # noqa: E402
 
 
 def method_of(result: dict) -> str:
-    """The distillation loss's class name from the command's ``--set`` or the recipe (KD by default)."""
+    """The distillation loss's class name from the command's ``--set`` or the recipe (KD by default), marked
+    when its teachers are cross-fitted (the ``trashnet_crossfit`` recipe or ``teacher.cross_fit``)."""
     command = result.get("command", "")
-    for name in ("DKD", "DIST"):
-        if f"distill.losses.{name}" in command:
-            return name
-    return "KD"
+    method = next((name for name in ("DKD", "DIST") if f"distill.losses.{name}" in command), "KD")
+    return f"{method}, cross-fitted" if "crossfit" in command or "cross_fit" in command else method
 
 
-def rows_of(path: Path) -> list[dict]:
+def rows_of(argument: str) -> list[dict]:
+    path, _, against = argument.partition("=")
+    path = Path(path)
     result = json.loads(path.read_text())
     macs = result["student_macs_competition"]
     teacher = result["teacher_holdout_f1"]
     kd = result["student_kd_last_holdout_f1_per_seed"]
     ce = result["student_ce_last_holdout_f1_per_seed"]
+    comparison = result.get("kd_minus_ce_last_holdout")
+    if against:  # the no-teacher arm of another run, paired by benchmarks/unseen.py
+        held_out = json.loads(Path(against).read_text())["comparisons"]["held-out"]
+        if [round(f, 6) for f in held_out["a_f1_per_seed"]] != [round(f, 6) for f in kd]:
+            raise ValueError(f"{against} compares other students than {path} holds (held-out F1 per seed differ)")
+        comparison, ce_elsewhere = held_out, held_out["b_f1_per_seed"]
     common = {"macs": macs, "seeds": result["seeds"], "result_file": relative(path),
               "teacher_holdout_f1": teacher}
+    if against:
+        common["comparison_file"] = relative(Path(against))
     rows = []
     if ce:
         mean = statistics.fmean(ce)
@@ -49,10 +61,9 @@ def rows_of(path: Path) -> list[dict]:
     mean = statistics.fmean(kd)
     row = {**common, "method": method_of(result), "holdout_f1_per_seed": kd, "holdout_f1": mean,
            "score": competition_score(mean, macs)}
-    comparison = result.get("kd_minus_ce_last_holdout")
     if comparison:
         row["minus_no_teacher"] = {k: comparison[k] for k in ("difference", "low", "high")}
-        gap = teacher - statistics.fmean(ce)
+        gap = teacher - statistics.fmean(ce if not against else ce_elsewhere)
         row["gap_closed"] = comparison["difference"] / gap if gap > 0 else None
     rows.append(row)
     return rows
@@ -65,7 +76,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = {"none": "o", "KD": "s", "DKD": "^", "DIST": "D"}
+    markers = {"none": "o", "KD": "s", "DKD": "^", "DIST": "D", "KD, cross-fitted": "P"}
     series = sorted({(r["method"], round(r["teacher_holdout_f1"], 3)) for r in rows}, key=lambda k: (k[1], k[0]))
     for offset, (method, teacher) in enumerate(series):  # one line per method and teacher
         mine = sorted((r for r in rows if (r["method"], round(r["teacher_holdout_f1"], 3)) == (method, teacher)),
@@ -88,7 +99,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs="+", type=Path, help="pipeline --results-json files with --baseline")
+    parser.add_argument("results", nargs="+", help="pipeline --results-json files with --baseline, or "
+                        "RESULT.json=COMPARISON.json (a KD-only result and its unseen.py comparison)")
     args = parser.parse_args()
     rows = [row for path in args.results for row in rows_of(path)]
     rows.sort(key=lambda r: (r["macs"], r["method"]))
