@@ -32,3 +32,14 @@ def small_teacher():
     are what a pipeline test checks."""
     return {"teacher": {"model": {"init_args": {"net": "mobilenet_v3_small", "weights": None}}},
             "model": {"init_args": {"teacher": {"name": "mobilenet_v3_small"}}}}
+
+
+@pytest.fixture
+def quick_pipeline(small_teacher):
+    """Pipeline settings for a test of the stages: one epoch of two batches for the teacher and each student, two
+    cached views per image (eager teacher), a fifth of the images held out, the small teacher."""
+    from distill.recipe import merge
+
+    one_epoch = {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False}
+    return merge({"trainer": one_epoch, "teacher_cache": {"views": 2, "backend": "torch"},
+                  "data": {"holdout_fraction": 0.2}, "teacher": {"trainer": one_epoch}}, small_teacher)

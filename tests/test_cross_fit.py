@@ -13,7 +13,7 @@ from distill.checkpoint import save_trained
 from distill.data import WasteDataModule
 from distill.module import DistillModule
 from distill.pipeline import run_pipeline
-from distill.recipe import Recipe, merge
+from distill.recipe import Recipe
 from distill.splits import cross_fit_fold
 from distill.stages import StageRecord
 from distill.teacher import CrossFitted, FrozenTeacher, TeacherSpec
@@ -103,7 +103,7 @@ def test_cross_fitted_teachers_are_checked_before_use(demo_root, tmp_path):
         module.teacher_logits(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
 
 
-def test_pipeline_with_cross_fitted_teachers(demo_root, tmp_path, small_teacher):
+def test_pipeline_with_cross_fitted_teachers(demo_root, tmp_path, quick_pipeline):
     """A recipe whose ``teachers`` are the fold fine-tunes and whose students take them as ``cross_fit``: each
     fine-tune records its fold and the cache's targets come from it, checked against the member files by hand."""
     folder = tmp_path / "recipe"
@@ -111,12 +111,9 @@ def test_pipeline_with_cross_fitted_teachers(demo_root, tmp_path, small_teacher)
     (folder / "recipe.yaml").write_text("extends: demo\nteachers: [{data: {cross_fit_fold: 0}}, "
                                         "{data: {cross_fit_fold: 1}}]\n")
     (folder / "student.yaml").write_text("model: {init_args: {teacher: {cross_fit: true}}}\n")
-    fast = {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False},
-            "teacher_cache": {"views": 2, "backend": "torch"}, "data": {"holdout_fraction": 0.2},
-            "teacher": {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False}}}
     out = tmp_path / "out"
     summary = run_pipeline(Recipe.find(folder), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
-                           settings=merge(fast, small_teacher))
+                           settings=quick_pipeline)
     files = [StageRecord.load(out / stage / "stage.json").model_file for stage in ("teacher", "teacher_2")]
     assert [torch.load(f, weights_only=True)["cross_fit"] for f in files] == [{"fold": 0, "folds": 2},
                                                                              {"fold": 1, "folds": 2}]

@@ -199,18 +199,15 @@ def test_the_students_teacher_must_be_the_network_the_fine_tune_trains(demo_root
         check_stages(Recipe.find("demo"), [data, lite2], data)
 
 
-def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, small_teacher):
+def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, quick_pipeline):
     """``teachers`` in recipe.yaml: one fine-tune each (its own overrides), the students learn from their
     ensemble, which is scored on the val and held-out images like every stage."""
     folder = tmp_path / "recipe"
     folder.mkdir()
     (folder / "recipe.yaml").write_text("extends: demo\nteachers: [{}, {data: {augment: strong}}]\n")
-    fast = {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False},
-            "teacher_cache": {"views": 2, "backend": "torch"}, "data": {"holdout_fraction": 0.2},
-            "teacher": {"trainer": {"max_epochs": 1, "limit_train_batches": 2, "enable_progress_bar": False}}}
     out = tmp_path / "out"
     summary = run_pipeline(Recipe.find(folder), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,
-                           settings=merge(fast, small_teacher))
+                           settings=quick_pipeline)
     configs = {stage: yaml.safe_load(open(StageRecord.load(out / stage / "stage.json").config))
                for stage in ("teacher", "teacher_2", "student_kd/seed_0")}
     assert configs["teacher"]["data"]["augment"] == "light" and configs["teacher_2"]["data"]["augment"] == "strong"
