@@ -86,15 +86,17 @@ class TeacherSpec:
         return self.weights
 
     def _member(self, num_classes: int, weights: str | None, fold: int | None = None) -> nn.Module:
+        record = recorded(weights)  # read once for every check below
         if weights is not None:
-            recorded = recorded_detail_size(weights)
-            if recorded != self.detail_size:
-                raise ValueError(f"teacher.weights={weights} was fine-tuned with detail_size={recorded} but "
+            recorded_detail = recorded_detail_size(record)
+            if recorded_detail != self.detail_size:
+                raise ValueError(f"teacher.weights={weights} was fine-tuned with detail_size={recorded_detail} but "
                                  f"teacher.detail_size={self.detail_size}: set teacher.detail_size: "
-                                 f"{'null' if recorded is None else recorded} (the teacher is shown what it learnt from)")
+                                 f"{'null' if recorded_detail is None else recorded_detail} (the teacher is shown "
+                                 "what it learnt from)")
         if fold is not None:
             folds = len(self.weights)
-            recorded_fold = recorded_model_field(weights, "cross_fit")
+            recorded_fold = record.get("cross_fit")
             if recorded_fold != {"fold": fold, "folds": folds}:
                 raise ValueError(f"teacher.weights[{fold}]={weights} is not the fine-tune without fold {fold} of {folds} "
                                  f"(it records cross_fit={recorded_fold}): list the fold teachers in fold order, each "
@@ -127,27 +129,24 @@ class CrossFitted(MeanLogits):
     runs each training image's views through the member that left the image out (``FrozenTeacher.member``)."""
 
 
-def recorded_detail_size(weights: str) -> int | None:
-    """The ``detail_size`` a weights file of this library records for its model (a pipeline ``model.pt`` or a
-    Lightning ``.ckpt``); None for a plain state dict, a torchvision weights name, or none recorded."""
-    definition = recorded_model_field(weights, "model")
+def recorded_detail_size(record: dict[str, Any]) -> int | None:
+    """The ``detail_size`` a weights file's record (``recorded``) gives its model; None when it records none."""
+    definition = record.get("model", record.get("model_def"))  # model.pt / a Lightning .ckpt
     return definition.get("detail_size") if isinstance(definition, dict) else None
 
 
-def recorded_model_field(weights: str | None, key: str) -> Any:
-    """What a weights file of this library records under ``key`` (``model``: its definition, also ``model_def``
-    in a ``.ckpt``; ``cross_fit``: the fold a pipeline ``model.pt`` left out); None when it is not such a file or
-    records none."""
+def recorded(weights: str | None) -> dict[str, Any]:
+    """What a weights file of this library records beside its weights (a pipeline ``model.pt``: its definition,
+    ``cross_fit`` fold...; a Lightning ``.ckpt``: ``model_def``), tensors left on disk; {} for a plain state dict,
+    a torchvision weights name, or no file."""
     if weights is None or not is_weights_file(weights) or not Path(weights).is_file():
-        return None  # a missing or damaged file is named by the loading that follows
+        return {}  # a missing or damaged file is named by the loading that follows
     mmap = zipfile.is_zipfile(weights)  # tensors stay on disk; torch's legacy (non-zip) format cannot be mapped
     try:
         data = torch.load(weights, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception:
-        return None
-    if not isinstance(data, dict):
-        return None
-    return data.get(key, data.get("model_def")) if key == "model" else data.get(key)
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def flip_averaged(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -86,7 +86,7 @@ def fill_teacher_cache(teacher: FrozenTeacher, images: ImageDataset, num_classes
 def teacher_folds(source: Any, datamodule: Any) -> list[int] | None:
     """Each training image's fold for cross-fitted teachers (``TeacherSpec.cross_fit``: as many folds as members,
     drawn as their fine-tunes drew them, ``WasteDataModule.train_folds``); None for any other teacher."""
-    if not getattr(source, "cross_fit", False) or not isinstance(source, TeacherSpec):
+    if not isinstance(source, TeacherSpec) or not source.cross_fit:
         return None
     return datamodule.train_folds(len(source.cross_fit_weights()))
 

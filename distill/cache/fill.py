@@ -191,15 +191,15 @@ class MemberRouting:
         self.forwards = forwards
 
     def __call__(self, images: torch.Tensor, members: np.ndarray) -> torch.Tensor:
-        out: torch.Tensor | None = None
-        for k in np.unique(members):
-            rows = np.flatnonzero(members == k)
-            logits = self.forwards[k](images if len(rows) == len(images) else images[torch.from_numpy(rows)])
-            if len(rows) == len(images):
-                return logits
-            if out is None:
-                out = logits.new_empty((len(images), *logits.shape[1:]))
-            out[torch.from_numpy(rows)] = logits
+        present = np.unique(members)
+        if len(present) == 1:  # the usual batch: one image's views
+            return self.forwards[present[0]](images)
+        parts = {k: torch.from_numpy(np.flatnonzero(members == k)) for k in present}
+        logits = {k: self.forwards[k](images[rows]) for k, rows in parts.items()}
+        first = next(iter(logits.values()))
+        out = first.new_empty((len(images), *first.shape[1:]))
+        for k, rows in parts.items():
+            out[rows] = logits[k]
         return out
 
 
