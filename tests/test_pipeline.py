@@ -228,3 +228,20 @@ def test_pipeline_with_a_teacher_ensemble(demo_root, tmp_path, quick_pipeline):
     bad = [{"data": {"root": str(demo_root)}}, {"data": {"root": str(demo_root), "augmnet": "strong"}}]
     with pytest.raises(ValueError, match=r"teacher 2 of 2 \(recipe.yaml teachers\[1\]\).*augmnet"):
         check_stages(Recipe.find(folder), bad, {"data": {"root": str(demo_root)}})
+
+
+def test_every_shipped_recipe_parses_and_target_is_trashnets_on_other_data(demo_root):
+    """The shipped recipes' stages parse (a typo in a recipe file fails here, not after a teacher's fine-tune); the
+    competition's ``target`` recipe is ``trashnet``'s teacher and students with only the data root its own."""
+    from distill.stage_checks import check_stages
+
+    names = sorted(p.name for p in Recipe.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
+    assert {"demo", "trashnet", "target"} <= set(names)
+    data = {"data": {"root": str(demo_root)}}
+    for name in names:
+        recipe = Recipe.find(name)
+        check_stages(recipe, [merge(data, member) for member in recipe.teachers()], data)
+    target, trashnet = Recipe.find("target"), Recipe.find("trashnet")
+    assert [p.parent.name for p in target.configs("student")] == ["base", "trashnet", "target"]
+    assert target.data() == {**trashnet.data(), "root": "/path/to/target/data"}
+    assert target.data("teacher") == {**trashnet.data("teacher"), "root": "/path/to/target/data"}
