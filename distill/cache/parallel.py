@@ -61,16 +61,16 @@ def _watch(futures: list, counter: Any, cache: ViewCache, processes: int, batch_
     array = cache.logits_file if not complete(cache.logits_file, total) else cache.views_file
     done = sum(_Progress(array, r, *job_share(total, r, processes)).done - job_share(total, r, processes)[0]
                for r in range(processes))
-    what = (f"teacher outputs ({cache.views} views/image" if array == cache.logits_file
-            else f"rendering views at {cache.size}px (")
+    what = (f"teacher outputs ({cache.views} views/image, {processes} processes)" if array == cache.logits_file
+            else f"rendering views at {cache.size}px ({processes} processes)")
     start, estimated = time.time(), False
-    with tqdm(total=total, initial=done, desc=f"{what}, {processes} processes)", unit="view",
+    with tqdm(total=total, initial=done, desc=what, unit="view",
               dynamic_ncols=True) as bar:
         while True:
             finished, _ = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
             bar.update(counter.value - (bar.n - done))
             if not estimated and counter.value >= 4 * batch_size * processes:
-                say_estimate(f"{what})", counter.value / (time.time() - start), total - bar.n)
+                say_estimate(what, counter.value / (time.time() - start), total - bar.n)
                 estimated = True
             if len(finished) == len(futures) or any(f.exception() is not None for f in finished):
                 return
