@@ -305,6 +305,13 @@ def tiny_orepa() -> StudentSpec:
 
 
 @register_model(kind="student")
+def tiny96_orepa() -> StudentSpec:
+    """``tiny96`` (``tiny``'s layers behind a 3 x 3 stride-3 stem at 96 px) trained with ``tiny_orepa``'s merged
+    branches, folded at export into plain ``tiny96``: 911,744 MACs (fvcore, 9 classes), 2.25x the pixels of ``tiny``."""
+    return replace(tiny96(), rep=2, rep_form="linear")
+
+
+@register_model(kind="student")
 def small() -> StudentSpec:
     """2,086,128 MACs (fvcore, 9 classes) at 80 px."""
     return StudentSpec(80, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
