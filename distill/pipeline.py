@@ -215,7 +215,10 @@ def check_data_root(root: str | None) -> None:
 
     if root is None:
         raise ValueError("no data root: give --data-root or set data.root in the recipe's student.yaml")
-    read_layout(root)
+    try:
+        read_layout(root)
+    except FileNotFoundError as err:  # e.g. a shipped recipe's placeholder root: say where the root comes from
+        raise FileNotFoundError(f"{err}; give --data-root DIR or set data.root in the recipe's student.yaml") from None
 
 
 def run(args: argparse.Namespace) -> None:

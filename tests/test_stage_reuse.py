@@ -101,7 +101,8 @@ def test_pipeline_checks_the_data_root_before_writing_anything(tmp_path, capsys)
     with pytest.raises(SystemExit) as stop:
         main(["pipeline", "--recipe", "demo", "--out", str(tmp_path / "out"), "--data-root", str(tmp_path / "nope")])
     assert stop.value.code == 2
-    assert "data root not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "data root not found" in err and "give --data-root DIR" in err
     assert not (tmp_path / "out").exists()
 
 
