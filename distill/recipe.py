@@ -32,6 +32,11 @@ class Recipe:
         return Path(str(resources.files("distill.recipes")))
 
     @classmethod
+    def shipped_names(cls) -> list[str]:
+        """The recipes shipped with the library, by name (``base`` is every recipe's first layer, not a recipe)."""
+        return sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
+
+    @classmethod
     def find(cls, name_or_path: str | Path) -> "Recipe":
         """A recipe folder, or the name of one shipped with the library (``demo``, ``trashnet``, ``target``...).
 
@@ -46,9 +51,8 @@ class Recipe:
         else:
             folder = path if path.is_dir() else shipped
         if not folder.is_dir():
-            names = sorted(p.name for p in cls.shipped().iterdir() if p.is_dir() and p.name not in ("base", "__pycache__"))
             raise FileNotFoundError(f"recipe {name_or_path!r}: no such folder, and no shipped recipe of that name "
-                                    f"(shipped: {names})")
+                                    f"(shipped: {cls.shipped_names()})")
         meta = read_meta(folder)
         parent = cls.find(meta["extends"]) if meta.get("extends") else None
         if parent is None:

@@ -131,3 +131,9 @@ def test_a_moved_pipeline_folder_reruns_from_elsewhere_without_training(demo_roo
     assert os.path.realpath(summary.selected_student) == os.path.realpath(tmp_path / "moved" / "student_kd" /
                                                                               "seed_0" / "model.pt")
     assert os.path.realpath(summary.submission) == os.path.realpath(tmp_path / "moved" / "submission.csv")
+
+
+def test_an_unknown_recipe_names_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"recipe 'trashnett': no such folder.*'target', 'trashnet'"):
+        Recipe.find("trashnett")
