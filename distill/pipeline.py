@@ -213,12 +213,13 @@ def check_data_root(root: str | None) -> None:
     """The data root's layout (``ROOT/train/<Class>/``...), checked before the output folder is made."""
     from distill.layout import read_layout
 
+    where_from = "give --data-root DIR or set data.root in the recipe's student.yaml"
     if root is None:
-        raise ValueError("no data root: give --data-root or set data.root in the recipe's student.yaml")
+        raise ValueError(f"no data root: {where_from}")
     try:
         read_layout(root)
     except FileNotFoundError as err:  # e.g. a shipped recipe's placeholder root: say where the root comes from
-        raise FileNotFoundError(f"{err}; give --data-root DIR or set data.root in the recipe's student.yaml") from None
+        raise FileNotFoundError(f"{err}; {where_from}") from None
 
 
 def run(args: argparse.Namespace) -> None:
