@@ -36,11 +36,23 @@ UNION_FAILED = "Does not validate against any of the Union subtypes"
 
 def one_cause(message: str) -> str:
     """jsonargparse's failed-union report (a line per subtype tried, then the whole given value) reduced to the
-    causes that are not "it is not None either": for ``model: ...`` that is the one real error."""
+    causes that are not "it is not None either", each with the lines indented under it (the key and the value
+    given): for ``model: ...`` that is the one real error."""
     if UNION_FAILED not in message:
         return message
-    causes = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")
-              and "Expected a <class 'NoneType'>" not in line]
+    causes: list[str] = []
+    keep, depth = False, 0
+    for line in message.splitlines():  # a cause is its "- " line and the lines indented under it
+        text = line.lstrip()
+        indent = len(line) - len(text)
+        if text.startswith("- "):
+            keep, depth = "Expected a <class 'NoneType'>" not in text, indent
+            if keep:
+                causes.append(text[2:])
+        elif keep and indent > depth:
+            causes.append(text)
+        else:
+            keep = False
     return "\n".join(causes) if causes else message
 
 

@@ -444,3 +444,15 @@ def test_an_unknown_network_is_named_as_the_one_cause(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "unknown model 'tiny_x'" in err.splitlines()[0]
     assert "Union" not in err and "Given value" not in err
+
+
+def test_a_bad_value_inside_the_model_names_its_key_and_value(tmp_path, capsys):
+    """A wrong type under ``model.init_args`` keeps jsonargparse's nested lines (the key and the value given), not
+    just the "Problem with given class_path" line above them; the other subtypes' reports stay out."""
+    root = make_demo_dataset(tmp_path / "data", per_class=4, test_images=1, seed=0, min_side=20, max_side=30)
+    with pytest.raises(SystemExit) as stop:
+        distill_main(["pipeline", "--recipe", "demo", "--out", str(tmp_path / "out"), "--data-root", str(root),
+                      "--set", "model.init_args.weight_decay=abc"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and 'Parser key "weight_decay"' in err and "Got value: abc" in err
+    assert "Union" not in err and "Given value" not in err
