@@ -30,14 +30,17 @@ HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
 
 class OutputLock:
     """An exclusive lock on an output folder for one pipeline at a time (``fcntl.flock`` on ``.distill.lock``:
-    released by the kernel when the holder exits, however it exits). A second run says who holds it."""
+    released by the kernel when the holder exits, however it exits). A second run says who holds it. A folder the
+    lock created is removed again if the run left nothing else in it (a setting refused before any stage ran)."""
 
     def __init__(self, out: Path, command: str = ""):
         self.path, self.command, self.handle = Path(out) / ".distill.lock", command, None
+        self.created = False
 
     def __enter__(self) -> "OutputLock":
         import fcntl
 
+        self.created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
         try:
@@ -59,6 +62,10 @@ class OutputLock:
         if self.handle is not None:
             self.handle.truncate(0)
             self.handle.close()  # closing releases the lock
+            folder = self.path.parent
+            if self.created and [p.name for p in folder.iterdir()] == [self.path.name]:
+                self.path.unlink()
+                folder.rmdir()
 
 
 class OutputInUseError(RuntimeError):

@@ -242,6 +242,20 @@ def test_second_pipeline_into_the_same_out_is_refused(tmp_path, capsys):
         pass
 
 
+def test_a_run_refused_before_any_stage_leaves_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    root = make_demo_dataset(tmp_path / "data", per_class=2, test_images=1, seed=0, min_side=20, max_side=30)
+    with pytest.raises(SystemExit):
+        distill_main(["pipeline", "--recipe", "demo", "--out", str(out), "--data-root", str(root),
+                      "--set", "model.init_args.weight_decay=abc"])
+    assert "weight_decay" in capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir()  # a folder that was there before the run stays, holding only the (released) lock file
+    with OutputLock(out):
+        pass
+    assert [p.name for p in out.iterdir()] == [".distill.lock"]
+
+
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
