@@ -10,7 +10,7 @@ from distill.complexity import count_macs
 # preset -> (input size, fvcore MACs at 9 classes) of the deployed (folded) form, as ``distill complexity --all``
 # prints them
 PRESET_MACS = {"pico": (64, 106_876), "pico_orepa": (64, 106_876), "nano": (64, 325_728), "nano_orepa": (64, 325_728), "micro": (64, 539_264), "tiny": (64, 911_744), "tiny_hidden": (64, 980_736),
-               "tiny96": (96, 911_744), "tiny96_orepa": (96, 911_744), "tiny_rep": (64, 911_744),
+               "tiny96": (96, 911_744), "tiny96_orepa": (96, 911_744), "tiny96_hidden_orepa": (96, 945_664), "tiny_rep": (64, 911_744),
                "tiny_orepa": (64, 911_744),
                "small": (80, 2_086_128), "base": (112, 5_512_464)}
 
