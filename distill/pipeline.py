@@ -13,6 +13,7 @@ interrupted one resumes from its ``last.ckpt``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -59,12 +60,16 @@ class OutputLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.truncate(0)
-            self.handle.close()  # closing releases the lock
-            folder = self.path.parent
-            if self.created and [p.name for p in folder.iterdir()] == [self.path.name]:
-                self.path.unlink()
+        if self.handle is None:
+            return
+        folder = self.path.parent
+        empty = self.created and [p.name for p in folder.iterdir()] == [self.path.name]
+        if empty:
+            self.path.unlink()  # while still held: no other run can have opened it
+        self.handle.truncate(0)
+        self.handle.close()  # closing releases the lock
+        if empty:
+            with contextlib.suppress(OSError):  # a run started meanwhile has written into it: it stays
                 folder.rmdir()
 
 

@@ -313,9 +313,9 @@ def tiny96_orepa() -> StudentSpec:
 
 @register_model(kind="student")
 def tiny96_hidden_orepa() -> StudentSpec:
-    """``tiny96_orepa`` plus a 256-unit Linear + ReLU after pooling (as ``tiny_hidden``, half its width): 33,792 more
-    MACs for 33,792 more parameters, where a conv's parameter costs once per pixel of its map; folded at export into
-    plain ``tiny96`` + the hidden layer: 945,664 MACs (fvcore, 9 classes)."""
+    """``tiny96_orepa`` plus a 256-unit Linear + ReLU after pooling (as ``tiny_hidden``, half its width): a parameter
+    after pooling costs one MAC, a conv's one per pixel of its map (33,792 more of each with 6 classes); folded at
+    export into plain ``tiny96`` + the hidden layer: 945,664 MACs (fvcore, 9 classes)."""
     return replace(tiny96_orepa(), hidden=256)
 
 
