@@ -113,17 +113,19 @@ def check_config(args: dict[str, Any], config_files: list[str | Path] = ()) -> A
 
 
 def check_network_names(init_args: Any) -> None:
-    """The network a config trains (``net`` / ``student``) is a registered model or a spec: an unknown name fails here,
-    as the one cause, before any stage runs (not when the module is built). ``teacher.name`` is checked when its
-    ``TeacherSpec`` is parsed."""
+    """The network a config trains (``net`` / ``student``) is a registered model or a valid spec, resolved with the
+    module's ``input_size`` / ``width`` / ``detail_size`` as the module resolves it: an unknown name or a bad spec
+    value fails here, as the one cause, before any stage runs (not when the module is built, after a teacher's
+    fine-tune). ``teacher.name`` is checked when its ``TeacherSpec`` is parsed."""
     from distill.models import model_definition
 
+    overrides = {key: init_args.get(key) for key in ("input_size", "width", "detail_size")}
     options = {"model.init_args.net": init_args.get("net"), "model.init_args.student": init_args.get("student")}
     for option, value in options.items():
-        if isinstance(value, str):
+        if isinstance(value, (str, dict)):
             try:
-                model_definition(value)
-            except ValueError as err:
+                model_definition(value, **overrides)
+            except (ValueError, TypeError) as err:
                 raise ValueError(f"{option}: {err}") from None
 
 

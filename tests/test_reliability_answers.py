@@ -455,6 +455,22 @@ def test_an_unknown_network_is_named_as_the_one_cause(tmp_path, capsys):
     assert "Union" not in err and "Given value" not in err
 
 
+def test_a_bad_student_spec_fails_before_any_stage(tmp_path):
+    """A student written out as a spec (as the trashnet recipe's is) is resolved by the up-front check, with the
+    module's overrides: a bad key or value names the option there, not after the teacher's fine-tune."""
+    from distill.stage_checks import check_stages
+
+    root = make_demo_dataset(tmp_path / "data", per_class=4, test_images=1, seed=0, min_side=20, max_side=30)
+    teacher = [{"data": {"root": str(root)}}]
+    spec = {"input_size": 32, "stem": 8, "stages": [["ds", 16, 2]]}
+    for init_args, cause in [({"student": {**spec, "rep": -1}}, "rep must be an integer >= 0"),
+                             ({"student": {**spec, "stem_strid": 3}}, r"unknown keys \['stem_strid'\]"),
+                             ({"student": spec, "input_size": 2}, "input_size=2 is smaller than the network's")]:
+        student = {"data": {"root": str(root)}, "model": {"init_args": init_args}}
+        with pytest.raises(ValueError, match=rf"model.init_args.student: student spec: {cause}"):
+            check_stages(Recipe.find("demo"), teacher, student)
+
+
 def test_a_bad_value_inside_the_model_names_its_key_and_value(tmp_path, capsys):
     """A wrong type under ``model.init_args`` keeps jsonargparse's nested lines (the key and the value given), not
     just the "Problem with given class_path" line above them; the other subtypes' reports stay out. Refused before
