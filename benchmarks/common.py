@@ -62,8 +62,10 @@ def images_per_s(step: Callable[[], object], batch: int, runs: int = 3) -> float
 
 
 def write_result(name: str, data: dict) -> Path:
-    """Write ``benchmarks/results/<name>.json``, with the command that produced it."""
-    data = {**data, "command": command_line()}
+    """Write ``benchmarks/results/<name>.json``, with the command that produced it and the library's commit."""
+    from distill.summary import library_commit
+
+    data = {**data, "command": command_line(), "commit": library_commit()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))

@@ -1,5 +1,6 @@
 """Two sets of student stages compared on every labelled image that chose none of their weights: the last epoch's
-weights on the val and held-out splits together (a paired bootstrap over images), and on each split alone.
+weights on the val and held-out splits together (a bootstrap over seeds and images, the images paired), and on each
+split alone.
 
     python benchmarks/unseen.py runs/a/student_kd runs/a/student_ce     # KD against no teacher
     python benchmarks/unseen.py runs/b/student_kd runs/a/student_kd     # two teachers, the same student recipe
@@ -51,7 +52,8 @@ def arm_files(arm: Path) -> list[dict[str, Path]]:
         record = StageRecord.load(stage / "stage.json")
         if record.last_holdout_file is None:
             raise SystemExit(f"{stage}: no held-out predictions of the last epoch (holdout_last.json)")
-        runs.append({"val": val_file(stage, record), "held": Path(record.last_holdout_file)})
+        runs.append({"val": val_file(stage, record), "held": Path(record.last_holdout_file),
+                     "stage": relative(stage), "fingerprint": record.fingerprint})
     return runs
 
 
@@ -79,10 +81,12 @@ def main() -> None:
         print(f"{name:15s} ({cmp['images']} images): A {' / '.join(f'{x:.3f}' for x in f1_a)} = "
               f"{statistics.mean(f1_a):.3f}; B {' / '.join(f'{x:.3f}' for x in f1_b)} = "
               f"{statistics.mean(f1_b):.3f}; A - B {100 * cmp['difference']:+.1f} points "
-              f"({100 * cmp['level']:.0f}% paired bootstrap {100 * cmp['low']:+.1f} to {100 * cmp['high']:+.1f})")
+              f"({100 * cmp['level']:.0f}% interval {100 * cmp['low']:+.1f} to {100 * cmp['high']:+.1f}, resampling "
+              f"{cmp['resampled']})")
     if args.json:
         write_result(args.json, {"a": relative(args.a), "b": relative(args.b), "weights": "last epoch",
-                                 "comparisons": comparisons, "machine": machine()})
+                                 "comparisons": comparisons, "machine": machine(),
+                                 "stages": {run["stage"]: run["fingerprint"] for run in a + b}})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Scoring trained models on a labelled split, and comparing two training recipes honestly.
 
 A verdict such as "the teacher lifts the student" is made on images no run used to pick a checkpoint (the
-held-out split, ``data.holdout_fraction``), as the mean over seeds, with a paired bootstrap over images
-for its confidence interval: every resample draws the same images for both recipes and every seed, so the
-interval reflects how much the difference depends on which images happened to be held out.
+held-out split, ``data.holdout_fraction``), as the mean over seeds, with a hierarchical bootstrap for its confidence
+interval: every resample draws each recipe's seeds anew, then images, the same images for both recipes and every
+seed, so the interval holds how much the difference depends on the seeds run and on the images held out.
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def offclass_entropy(logits: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Recipe A minus recipe B on the same images: mean over seeds, and a bootstrap interval over images."""
+    """Recipe A minus recipe B on the same images: mean over seeds, and a bootstrap interval over seeds and images."""
 
     difference: float  # mean F1 of A over seeds minus that of B
     low: float  # lower end of the interval (``level``)
@@ -92,36 +92,54 @@ class PairedComparison:
     per_seed: list[float]  # A - B for seed pairs (A's i-th seed against B's i-th seed)
     level: float
     resamples: int
+    resampled: str = "seeds and images"  # what each bootstrap resample draws anew ("images": the seeds held fixed)
+
+
+def run_f1(labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_classes: int) -> np.ndarray:
+    """Macro F1 of one run's ``preds`` on each row of image indices ``idx`` (resamples x images), in chunks of a few
+    million images."""
+    chunks = np.array_split(np.arange(len(idx)), max(1, idx.size // 2_000_000))
+    return np.concatenate([multiclass_f1_score(torch.as_tensor(preds[idx[c]]), torch.as_tensor(labels[idx[c]]),
+                                               num_classes, average="macro", multidim_average="samplewise").numpy()
+                           for c in chunks])
 
 
 def paired_bootstrap(labels: np.ndarray, preds_a: list[np.ndarray], preds_b: list[np.ndarray], num_classes: int,
-                     resamples: int = 2000, level: float = 0.95, seed: int = 0) -> PairedComparison:
-    """Paired bootstrap over images of ``mean_seeds F1(A) - mean_seeds F1(B)``.
+                     resamples: int = 2000, level: float = 0.95, seed: int = 0,
+                     resample_seeds: bool = True) -> PairedComparison:
+    """Hierarchical bootstrap of ``mean_seeds F1(A) - mean_seeds F1(B)``: each resample draws each arm's seeds with
+    replacement (A's and B's independently: a seed of one arm is no twin of the other's) and then the images with
+    replacement, the same images for both arms and every seed (the pairing). The interval so holds both how much
+    the difference depends on which images were held out and how much on which seeds were run; with one seed an
+    arm it is the paired bootstrap over images. ``resample_seeds=False`` holds the seeds fixed (images only).
 
-    ``preds_a`` / ``preds_b``: each seed's predictions for the same ``labels`` (any number of seeds each)."""
+    ``preds_a`` / ``preds_b``: each seed's predictions for the same ``labels`` (any number of seeds each). Draws, in
+    order from ``np.random.default_rng(seed)``: the image indices of every resample, then A's seed picks, then B's."""
     labels = np.asarray(labels)
     if not preds_a or not preds_b:
         raise ValueError("paired_bootstrap needs at least one run of each recipe")
     for preds in (*preds_a, *preds_b):
         if len(preds) != len(labels):
             raise ValueError(f"predictions for {len(preds)} images, labels for {len(labels)}: not the same images")
-
-    def mean_f1(runs: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
-        """Mean over ``runs`` of the macro F1 on each row of image indices ``idx`` (resamples x images)."""
-        y = torch.as_tensor(labels[idx])
-        return np.mean([multiclass_f1_score(torch.as_tensor(p[idx]), y, num_classes, average="macro",
-                                            multidim_average="samplewise").numpy() for p in runs], axis=0)
-
     everything = np.arange(len(labels))[None]
-    difference = float(mean_f1(preds_a, everything)[0] - mean_f1(preds_b, everything)[0])
+    difference = float(np.mean([run_f1(labels, p, everything, num_classes) for p in preds_a])
+                       - np.mean([run_f1(labels, p, everything, num_classes) for p in preds_b]))
     rng = np.random.default_rng(seed)
-    draws = np.concatenate([mean_f1(preds_a, idx) - mean_f1(preds_b, idx)  # all resamples of a chunk at once
-                            for idx in np.array_split(rng.integers(0, len(labels), size=(resamples, len(labels))),
-                                                      max(1, resamples * len(labels) // 2_000_000))])
+    idx = rng.integers(0, len(labels), size=(resamples, len(labels)))
+
+    def arm_means(runs: list[np.ndarray]) -> np.ndarray:
+        """Per resample, the mean F1 over the arm's seeds as drawn (all of them once, without ``resample_seeds``)."""
+        f1 = np.stack([run_f1(labels, p, idx, num_classes) for p in runs], axis=1)  # resamples x seeds
+        if not resample_seeds:
+            return f1.mean(1)
+        picks = rng.integers(0, len(runs), size=(resamples, len(runs)))
+        return np.take_along_axis(f1, picks, axis=1).mean(1)
+
+    draws = arm_means(preds_a) - arm_means(preds_b)
     tail = (1 - level) / 2
     per_seed = [macro_f1(labels, a, num_classes) - macro_f1(labels, b, num_classes) for a, b in zip(preds_a, preds_b)]
     return PairedComparison(difference, float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail)),
-                            per_seed, level, resamples)
+                            per_seed, level, resamples, "seeds and images" if resample_seeds else "images")
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ from typing import Any
 
 from distill.console import say
 from distill.recipe import Recipe, merge, split_settings
-from distill.summary import Summary, TeacherSummary
+from distill.summary import Summary, TeacherSummary, library_commit
 
 HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
+SAME_CONFIG = "same config"  # the no-teacher arm of the recipe's own student settings, the teacher taken away
 
 
 class OutputLock:
@@ -120,7 +121,10 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     with_teacher = merge(student_settings, {
         "model": {"init_args": {"teacher": {"weights": teacher_weights([d / "model.pt" for d in teacher_dirs])}}},
         "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
-    check_stages(recipe, teacher_settings, with_teacher)  # a typo fails now, not after the teacher's fine-tune
+    baselines = recipe.baselines() if baseline else {}
+    check_stages(recipe, teacher_settings, with_teacher,  # a typo fails now, not after the teacher's fine-tune
+                 {name: merge(no_teacher(with_teacher, student_settings, baseline_views), arm)
+                  for name, arm in baselines.items()})
     t0 = time.time()
     teachers = [run_fit(recipe.configs("teacher"), folder, settings, seeds[0])
                 for folder, settings in zip(teacher_dirs, teacher_settings)]
@@ -136,18 +140,21 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         return only
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})
-    if baseline_views == "cached":  # the KD stages' settings, cache included, with the teacher's logits unread
-        without_teacher = merge(with_teacher, {"model": {"init_args": {"distill_weight": 0.0}}})
-    else:
-        without_teacher = merge(student_settings, {"model": {"init_args": {"teacher": None}}})
+    without_teacher = no_teacher(with_teacher, student_settings, baseline_views)
     cache = run_cache(recipe.configs("student"), with_teacher, seeds[0])  # its own stage, before any student
     if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
         teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)
     kd = [student_stage(recipe, out, with_teacher, s) for s in seeds]
-    ce = [run_fit(recipe.configs("student"), out / "student_ce" / f"seed_{s}", without_teacher, s)
-          for s in seeds] if baseline else []
+    arms = {name: merge(without_teacher, overrides) for name, overrides in
+            ({SAME_CONFIG: {}, **baselines} if baseline else {}).items()}
+    no_teacher_runs = {name: [run_fit(recipe.configs("student"), out / arm_folder(name) / f"seed_{s}", settings, s)
+                              for s in seeds] for name, settings in arms.items()}
+    ce = no_teacher_runs.get(SAME_CONFIG, [])
 
     best = max(kd, key=lambda r: r.val_f1)  # one model, selected on the validation split
+    # the score of the mean student over seeds (the held-out F1 of the weights each seed exports), not of the seed
+    # val picked: what the recipe scores whichever seed a user runs
+    mean_kd = _mean([r.holdout_f1 for r in kd if r.holdout_f1 is not None])
     estimate_f1 = best.holdout_f1 if best.holdout_f1 is not None else best.val_f1
     student, meta = load_trained(best.model_file)
     info = describe(student, meta["input_size"])
@@ -209,11 +216,59 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         machine=machine_info(str(student_overrides.get("precision", "auto"))),
         command=command,
         baseline_views=baseline_views if baseline else None,
+        score_estimate_mean=competition_score(mean_kd, info["macs_fvcore"]) if mean_kd is not None else None,
+        no_teacher_arms={name: arm_summary(name, baselines.get(name, {}), runs)
+                         for name, runs in no_teacher_runs.items()},
+        kd_minus_best_no_teacher=against_best(kd, no_teacher_runs),
+        holdout={"fraction": holdout.get("holdout_fraction", 0.0), "seed": holdout.get("holdout_seed", 0)},
+        stages={os.path.relpath(r.model_file, out).rsplit("/", 1)[0]: r.fingerprint
+                for r in teachers + kd + [r for runs in no_teacher_runs.values() for r in runs] if r.model_file},
+        commit=library_commit(),
     )
     atomic_write_text(out / "summary.json", json.dumps(summary.to_json(), indent=2))
     if results_json is not None:  # a committed result: files named relative to --out, not this machine's paths
         atomic_write_text(results_json, json.dumps(summary.to_json(relative_to=out), indent=2))
     return summary
+
+
+def no_teacher(with_teacher: dict[str, Any], student_settings: dict[str, Any], views: str) -> dict[str, Any]:
+    """The student settings without a teacher: on ``fresh`` augmented views (``teacher: null``) or replaying the
+    teacher cache's ``cached`` views with their labels alone (the KD settings, cache included, ``distill_weight: 0``:
+    the teacher's logits are never read)."""
+    if views == "cached":
+        return merge(with_teacher, {"model": {"init_args": {"distill_weight": 0.0}}})
+    return merge(student_settings, {"model": {"init_args": {"teacher": None}}})
+
+
+def arm_folder(name: str) -> str:
+    """The folder of a no-teacher arm's seed stages: ``student_ce`` for the recipe's own settings, else
+    ``student_ce_<name>``."""
+    return "student_ce" if name == SAME_CONFIG else f"student_ce_{name}"
+
+
+def arm_summary(name: str, overrides: dict[str, Any], runs: list[Any]) -> dict[str, Any]:
+    """One no-teacher arm in ``summary.json``: its folder, its overrides as dotted keys, its held-out F1s."""
+    from distill.fingerprint import flatten
+
+    per_seed = [r.last_holdout_f1 for r in runs]
+    known = [f for f in per_seed if f is not None]
+    return {"folder": arm_folder(name), "settings": flatten(overrides), "last_holdout_f1_per_seed": per_seed,
+            "last_holdout_f1": _mean(known)}
+
+
+def against_best(kd: list[Any], arms: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """The teacher's students (last epochs) against the strongest no-teacher arm, the one of highest mean held-out F1
+    (chosen on the verdict's own images: a choice that can only favour the baseline): the hierarchical bootstrap
+    comparison and ``setting``, the arm's name; None without a no-teacher arm or held-out predictions."""
+    from distill.evaluation import compare_files
+
+    scored = {name: runs for name, runs in arms.items() if runs and all(r.last_holdout_f1 is not None for r in runs)}
+    if not scored:
+        return None
+    name = max(scored, key=lambda n: _mean([r.last_holdout_f1 for r in scored[n]]))
+    comparison = compare_files([(r.last_holdout_file,) for r in kd], [(r.last_holdout_file,) for r in scored[name]],
+                               "held-out images")
+    return None if comparison is None else {**comparison, "setting": name}
 
 
 def teacher_weights(files: list[Path | str]) -> str | list[str]:

@@ -1,7 +1,7 @@
 """Recipes: which config files make each stage, composed on the shipped ``base`` recipe, plus ``--set`` overrides.
 
 A recipe is a folder with ``teacher.yaml`` and ``student.yaml`` (and optionally ``prune.yaml``, or a ``recipe.yaml``
-with ``extends: <recipe>``); the shipped ones are ``distill.recipes`` (the repository folder ``recipes/``).
+with ``extends: <recipe>``, ``teachers`` or ``baselines``); the shipped ones are ``distill.recipes`` (the repository folder ``recipes/``).
 """
 from __future__ import annotations
 
@@ -94,6 +94,23 @@ class Recipe:
                              "(use {} for teacher.yaml as it is), got " + repr(teachers))
         return teachers
 
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        """The no-teacher arms ``--baseline`` trains beside the recipe's own student without its teacher: ``recipe.yaml``'s
+        ``baselines``, a name for each and its overrides of ``student.yaml`` (nested, e.g. ``{model: {init_args:
+        {weight_decay: 0.0005}}}``), applied on top of the no-teacher settings. The verdict sets the teacher's students
+        against the strongest of them all. Default: none (inherited from the recipe extended)."""
+        meta = read_meta(self.folder)
+        if "baselines" not in meta:
+            return self.parent.baselines() if self.parent else {}
+        arms = meta["baselines"] or {}
+        where = self.folder / "recipe.yaml"
+        if not isinstance(arms, dict) or not all(isinstance(v, dict) for v in arms.values()):
+            raise ValueError(f"{where}: baselines must map a name to overrides of student.yaml, got {arms!r}")
+        for name in arms:
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"{where}: baseline name {name!r}: use letters, digits, '-' and '_' (a folder name)")
+        return arms
+
     def data(self, stage: str = "student") -> dict[str, Any]:
         """The ``data`` settings of ``stage``'s config files, composed."""
         composed: dict[str, Any] = {}
@@ -106,12 +123,12 @@ class Recipe:
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
-    """A recipe folder's ``recipe.yaml`` (``extends``, ``teachers``), or {} without one."""
+    """A recipe folder's ``recipe.yaml`` (``extends``, ``teachers``, ``baselines``), or {} without one."""
     meta_file = folder / "recipe.yaml"
     meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
-    unknown = set(meta) - {"extends", "teachers"}
+    unknown = set(meta) - {"extends", "teachers", "baselines"}
     if unknown:
-        raise ValueError(f"{meta_file}: unknown keys {sorted(unknown)} (extends, teachers)")
+        raise ValueError(f"{meta_file}: unknown keys {sorted(unknown)} (extends, teachers, baselines)")
     return meta
 
 

@@ -26,10 +26,11 @@ def check_last_epoch_validated(trainer: Any) -> None:
                          "the last epoch would be neither validated nor saved; make it a multiple")
 
 
-def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student_settings: dict[str, Any]) -> None:
+def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student_settings: dict[str, Any],
+                 baselines: dict[str, dict[str, Any]] | None = None) -> None:
     """Parse every stage's config (recipe files + overrides; one teacher fine-tune per entry of
-    ``teacher_settings``) before the first stage runs; the students' ``teacher.name`` must be the network each
-    fine-tune trains."""
+    ``teacher_settings``; each no-teacher arm of ``baselines``, by name) before the first stage runs; the students'
+    ``teacher.name`` must be the network each fine-tune trains."""
     from distill.cli import check_config
 
     nets: list[Any] = []  # each fine-tune's network: the students' teacher must be built as the same one
@@ -53,6 +54,11 @@ def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student
             raise ValueError(f"{which} is fine-tuned as {net} (teacher.model.init_args.net) but the students are "
                              f"taught by {teacher.name} (model.init_args.teacher.name): set both to one model, e.g. "
                              f"--set teacher.model.init_args.net={net} --set model.init_args.teacher.name={net}")
+    for name, settings in (baselines or {}).items():
+        try:
+            check_last_epoch_validated(check_config(settings, recipe.configs("student")).trainer)
+        except ValueError as err:
+            raise ValueError(f"no-teacher arm {name!r} (recipe.yaml baselines): {err}") from None
     prune = recipe.prune()
     if prune is not None:
         for part in ("train", "finetune"):

@@ -2,11 +2,35 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+import shlex
+import subprocess
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 PORTABLE = ("selected_student", "submission")  # the file paths a committed result writes relative to --out
+
+
+def portable_command(command: str, cwd: Path | None = None) -> str:
+    """``command`` with each absolute path (a word, or the value of ``--opt=PATH``) written relative to ``cwd``
+    (default: the working folder): the command as typed from there, naming no path of this machine."""
+    base = Path.cwd() if cwd is None else cwd
+
+    def portable(word: str) -> str:
+        option, sep, value = word.partition("=") if word.startswith("--") else ("", "", word)
+        return option + sep + os.path.relpath(value, base) if value.startswith("/") else word
+
+    return " ".join(shlex.quote(portable(word)) for word in shlex.split(command))
+
+
+def library_commit() -> str | None:
+    """The git commit the library runs from (``git rev-parse HEAD`` in its folder), or None outside a checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def _rounded(values: list[float | None]) -> list[float | None]:
@@ -78,13 +102,21 @@ class Summary:
     machine: dict[str, Any]
     command: str = ""
     baseline_views: str | None = None
+    score_estimate_mean: float | None = None  # the score of the KD students' mean held-out F1 over seeds
+    # every no-teacher arm (``--baseline``): the recipe's own settings ("same config") and recipe.yaml's ``baselines``
+    no_teacher_arms: dict[str, Any] = field(default_factory=dict)
+    kd_minus_best_no_teacher: dict[str, Any] | None = None  # last epochs, held-out; ``setting``: the strongest arm
+    holdout: dict[str, Any] = field(default_factory=dict)  # the held-out split: data.holdout_fraction and _seed
+    stages: dict[str, str | None] = field(default_factory=dict)  # each stage folder's settings fingerprint
+    commit: str | None = None  # the library's git commit, where it runs from a checkout
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
-        """The summary as JSON data; with ``relative_to`` its file paths relative to that folder (a committed
-        result names no path of this machine)."""
+        """The summary as JSON data; with ``relative_to`` its file paths relative to that folder and the absolute
+        paths of its command relative to the working folder (a committed result names no path of this machine)."""
         data = asdict(self)
         if relative_to is not None:
             data.update({k: os.path.relpath(data[k], relative_to) if data[k] else None for k in PORTABLE})
+            data["command"] = portable_command(self.command)
         return data
 
     def report(self, out: Path) -> str:
@@ -105,14 +137,18 @@ class Summary:
         if self.student_ce_holdout_f1 is not None:
             lines.append(f"held-out, no teacher      : {self.student_ce_holdout_f1:.4f} per seed "
                          f"{_rounded(self.student_ce_holdout_f1_per_seed)}")
+        best = self.kd_minus_best_no_teacher
         for comparison, label in ((self.kd_minus_ce_holdout, "KD - no teacher, held-out "),
                                   (self.kd_minus_ce_last_holdout, "  the same, last epochs   "),
-                                  (self.kd_minus_ce_last_unseen, "  last epochs, val+held-out")):
+                                  (self.kd_minus_ce_last_unseen, "  last epochs, val+held-out"),
+                                  (best, "KD - strongest no teacher ")):
             if comparison is not None:
                 lines.append(f"{label}: {100 * comparison['difference']:+.1f} points (mean of {len(self.seeds)} "
-                             f"seed(s); {100 * comparison['level']:.0f}% paired bootstrap interval "
-                             f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f} over "
-                             f"{comparison['images']} images)")
+                             f"seed(s); {100 * comparison['level']:.0f}% interval "
+                             f"{100 * comparison['low']:+.1f} to {100 * comparison['high']:+.1f}, resampling "
+                             f"{comparison.get('resampled', 'images')} ({comparison['images']} images))"
+                             + (f"; the strongest arm: {comparison['setting']}, last epochs" if comparison is best
+                                else ""))
         if self.teacher_view_f1 is not None:
             lines.append(f"F1 on the training views  : teacher {self.teacher_view_f1:.4f} (cached), student (KD) per "
                          f"seed {_rounded(self.student_kd_train_f1_per_seed)}")
@@ -125,6 +161,9 @@ class Summary:
         lines.append(f"score estimate            : {self.score_estimate:.4f}  (lower is better; from the submitted "
                      f"student's {self.score_estimate_from} F1; seed {self.selected_seed}, chosen on val F1 "
                      f"{self.selected_val_f1:.4f})")
+        if self.score_estimate_mean is not None:
+            lines.append(f"score, mean over seeds    : {self.score_estimate_mean:.4f}  (from the mean held-out F1 of "
+                         f"the {len(self.seeds)} seed(s))")
         seconds = self.seconds
         lines.append(f"stage seconds             : teacher {seconds['teacher']:.0f}, teacher-output cache "
                      f"{seconds['teacher_cache']:.0f} (fill {seconds['teacher_cache_fill']:.0f}), "

@@ -1,5 +1,5 @@
-"""The held-out verdict: the paired bootstrap over images, checked against its definition computed by hand, and
-the comparison of runs from their per-image prediction files."""
+"""The held-out verdict: the hierarchical bootstrap over seeds and images, checked against its definition computed by
+hand, and the comparison of runs from their per-image prediction files."""
 import json
 
 import numpy as np
@@ -10,33 +10,65 @@ from torchmetrics.functional.classification import multiclass_f1_score
 from distill.evaluation import ScoredImages, compare_scored, macro_f1, paired_bootstrap
 
 
-def by_hand(labels, runs_a, runs_b, classes, resamples, seed=0):
-    """The definition, one resample at a time: the same images for both recipes and every seed."""
-    def mean_f1(runs, idx):
-        return np.mean([float(multiclass_f1_score(torch.as_tensor(p[idx]), torch.as_tensor(labels[idx]), classes,
-                                                  average="macro")) for p in runs])
+def by_hand(labels, runs_a, runs_b, classes, resamples, seed=0, resample_seeds=True):
+    """The definition, one resample at a time: each arm's seeds drawn with replacement, then the same images for
+    both recipes and every seed drawn (the generator's draws in the order the docstring gives)."""
+    def f1(p, idx):
+        return float(multiclass_f1_score(torch.as_tensor(p[idx]), torch.as_tensor(labels[idx]), classes,
+                                         average="macro"))
 
     rng = np.random.default_rng(seed)
-    return np.array([mean_f1(runs_a, idx) - mean_f1(runs_b, idx)
-                     for idx in rng.integers(0, len(labels), size=(resamples, len(labels)))])
+    images = rng.integers(0, len(labels), size=(resamples, len(labels)))
+    seeds_a = rng.integers(0, len(runs_a), size=(resamples, len(runs_a))) if resample_seeds else None
+    seeds_b = rng.integers(0, len(runs_b), size=(resamples, len(runs_b))) if resample_seeds else None
+    draws = []
+    for r, idx in enumerate(images):
+        picked_a = [runs_a[i] for i in seeds_a[r]] if resample_seeds else runs_a
+        picked_b = [runs_b[i] for i in seeds_b[r]] if resample_seeds else runs_b
+        draws.append(np.mean([f1(p, idx) for p in picked_a]) - np.mean([f1(p, idx) for p in picked_b]))
+    return np.array(draws)
 
 
-def test_paired_bootstrap_is_its_definition():
+def noisy_runs(rng, labels, accuracies, classes=5):
+    return [np.where(rng.random(len(labels)) < a, labels, rng.integers(0, classes, len(labels))) for a in accuracies]
+
+
+@pytest.mark.parametrize("resample_seeds", [True, False])
+def test_paired_bootstrap_is_its_definition(resample_seeds):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 5, 60)
     labels[labels == 4] = 3  # a class that no image has: macro F1 leaves it out, in every resample
-    noisy = [np.where(rng.random(60) < accuracy, labels, rng.integers(0, 5, 60)) for accuracy in (0.8, 0.7, 0.5, 0.6)]
-    runs_a, runs_b = noisy[:2], noisy[2:]
-    result = paired_bootstrap(labels, runs_a, runs_b, 5, resamples=300)
-    draws = by_hand(labels, runs_a, runs_b, 5, 300)
+    noisy = noisy_runs(rng, labels, (0.8, 0.7, 0.5, 0.6, 0.55))
+    runs_a, runs_b = noisy[:2], noisy[2:]  # 2 seeds against 3: the arms' seeds are drawn independently
+    result = paired_bootstrap(labels, runs_a, runs_b, 5, resamples=300, resample_seeds=resample_seeds)
+    draws = by_hand(labels, runs_a, runs_b, 5, 300, resample_seeds=resample_seeds)
     assert result.low == pytest.approx(np.quantile(draws, 0.025), abs=1e-6)
     assert result.high == pytest.approx(np.quantile(draws, 0.975), abs=1e-6)
+    assert result.resampled == ("seeds and images" if resample_seeds else "images")
     whole = np.mean([macro_f1(labels, p, 5) for p in runs_a]) - np.mean([macro_f1(labels, p, 5) for p in runs_b])
-    assert result.difference == pytest.approx(whole, abs=1e-6) and result.low < result.difference < result.high
+    assert result.difference == pytest.approx(whole, abs=1e-6)
     assert result.per_seed == pytest.approx([macro_f1(labels, a, 5) - macro_f1(labels, b, 5)
                                              for a, b in zip(runs_a, runs_b)])
     with pytest.raises(ValueError, match="not the same images"):
         paired_bootstrap(labels, [labels[:10]], runs_b, 5)
+
+
+def test_seeds_that_disagree_widen_the_interval():
+    """One arm's seeds land far apart (one nearly right, one nearly random): an interval that holds the seeds fixed
+    sees only the images and is too narrow; resampling the seeds too widens it by about the seeds' spread. Seeds
+    that agree (every seed the same run) leave it as it was."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 400)
+    good, bad, b1, b2 = noisy_runs(rng, labels, (0.95, 0.45, 0.7, 0.7))
+    images_only = paired_bootstrap(labels, [good, bad], [b1, b2], 5, resample_seeds=False)
+    both = paired_bootstrap(labels, [good, bad], [b1, b2], 5)
+    assert both.difference == images_only.difference
+    assert both.high - both.low > 2 * (images_only.high - images_only.low)
+    per_seed_a = [macro_f1(labels, p, 5) for p in (good, bad)]
+    assert both.low < both.difference < both.high and both.high - both.low > 0.5 * abs(per_seed_a[0] - per_seed_a[1])
+    same = paired_bootstrap(labels, [good, good], [b1, b1], 5)  # seeds that agree exactly: nothing to add
+    alone = paired_bootstrap(labels, [good], [b1], 5, resample_seeds=False)
+    assert (same.low, same.high) == pytest.approx((alone.low, alone.high), abs=1e-9)
 
 
 def write_predictions(path, paths, labels, preds):

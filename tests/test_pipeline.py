@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from distill.evaluation import macro_f1
+from distill.competition import competition_score
+from distill.evaluation import compare_files, macro_f1
 from distill.pipeline import run_pipeline
 from distill.recipe import Recipe, merge, parse_setting, split_settings
 from distill.stages import StageRecord
@@ -34,11 +35,15 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert held[0]["paths"] == held[1]["paths"] == held[2]["paths"] and len(held[0]["paths"]) > 0
     assert summary.student_kd_holdout_f1_per_seed == [held[1]["f1"]]
     # the score is estimated from the submitted student's held-out F1 (val chose the seed; held-out chose nothing)
-    from distill.competition import competition_score
     assert summary.score_estimate_from == "held-out" and summary.selected_holdout_f1 == held[1]["f1"]
     assert summary.score_estimate == pytest.approx(competition_score(held[1]["f1"], summary.student_macs))
     comparison = summary.kd_minus_ce_holdout
-    assert comparison["images"] == len(held[0]["paths"]) and comparison["low"] <= comparison["difference"] <= comparison["high"]
+    # what a bootstrap guarantees: an ordered interval, the same one from the same files (a point estimate need not lie
+    # inside a percentile interval)
+    assert comparison["images"] == len(held[0]["paths"]) and comparison["low"] <= comparison["high"]
+    assert comparison["resampled"] == "seeds and images"
+    assert comparison == compare_files([(out / "student_kd/seed_0/holdout.json",)],
+                                       [(out / "student_ce/seed_0/holdout.json",)], "held-out images")
     # and the last epoch's weights, no checkpoint selection: their own predictions on the same images
     last = [json.loads((out / stage / "holdout_last.json").read_text()) for stage in ("student_kd/seed_0", "student_ce/seed_0")]
     assert last[0]["paths"] == held[0]["paths"] and summary.student_kd_last_holdout_f1_per_seed == [last[0]["f1"]]
@@ -90,6 +95,32 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
         (out / "teacher" / "holdout_last.json").read_text())["f1"]  # its last epoch's own predictions
     assert json.loads((tmp_path / "teacher.json").read_text()) == only.to_json()
     assert only.to_json() == json.loads((out / "teacher_summary.json").read_text())
+    # the summary's own account of the run: the mean seed's score, the split, each stage's settings fingerprint
+    assert summary.score_estimate_mean == pytest.approx(competition_score(held[1]["f1"], summary.student_macs))
+    assert summary.holdout == {"fraction": 0.2, "seed": 0}
+    assert set(summary.stages) == {"teacher", "student_kd/seed_0", "student_ce/seed_0"}
+    assert summary.stages["student_ce/seed_0"] == records["student_ce/seed_0"]["fingerprint"]
+    # a recipe's named no-teacher arms: trained beside the same-config arm, the verdict against the strongest
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "recipe.yaml").write_text("extends: demo\nbaselines:\n  wd01: {model: {init_args: {weight_decay: 0.1}}}\n")
+    swept = run_pipeline(Recipe.find(sweep), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
+                         settings=fast)
+    assert (out / "student_ce_wd01" / "seed_0" / "stage.json").exists()
+    assert swept.student_kd_last_holdout_f1_per_seed == summary.student_kd_last_holdout_f1_per_seed  # reused
+    arms = swept.no_teacher_arms
+    assert set(arms) == {"same config", "wd01"} and arms["wd01"]["settings"] == {"model.init_args.weight_decay": 0.1}
+    strongest = max(arms, key=lambda name: arms[name]["last_holdout_f1"])
+    best = swept.kd_minus_best_no_teacher
+    assert best["setting"] == strongest
+    assert best["difference"] == pytest.approx(swept.student_kd_last_holdout_f1_per_seed[0]
+                                               - arms[strongest]["last_holdout_f1"])
+    bad = tmp_path / "bad_sweep"
+    bad.mkdir()
+    (bad / "recipe.yaml").write_text("extends: demo\nbaselines:\n  typo: {model: {init_args: {weight_dekay: 0.1}}}\n")
+    with pytest.raises(ValueError, match="no-teacher arm 'typo'"):  # checked before any stage
+        run_pipeline(Recipe.find(bad), tmp_path / "bad_out", str(demo_root), seeds=[0], baseline=True,
+                     predict_dir=None, settings=fast)
 
 
 def test_recipes_and_settings(tmp_path):
