@@ -107,7 +107,9 @@ def pipeline_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipe", help="a shipped recipe name (demo, trashnet, target) or a recipe folder")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.add_argument("--data-root", help="data folder (overrides the recipe's data.root)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="the students' seeds (default 0)")
+    parser.add_argument("--teacher-seed", type=int, default=0,
+                        help="the seed of the teacher's fine-tune and its cache, whatever --seeds are (default 0)")
     parser.add_argument("--baseline", action="store_true", help="also train the student without a teacher")
     parser.add_argument("--baseline-views", choices=["fresh", "cached"], default="fresh",
                         help="the student without a teacher trains on fresh augmented views (default) or replays "

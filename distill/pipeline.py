@@ -85,13 +85,15 @@ def _mean(values: list[float]) -> float | None:
 def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
                  settings: dict[str, Any] | None = None, teacher_only: bool = False,
-                 command: str = "", baseline_views: str = "fresh") -> Summary | TeacherSummary:
+                 command: str = "", baseline_views: str = "fresh", teacher_seed: int = 0) -> Summary | TeacherSummary:
     """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report.
 
     ``settings``: overrides (nested dict, as ``--set`` gives): for the student stages, except those under
     ``teacher`` (for the teacher's fine-tune). ``baseline_views``: the student without a teacher trains on
     ``fresh`` augmented views (``teacher: null``) or replays the teacher cache's ``cached`` views with their labels
-    alone (``distill_weight: 0``: the teacher's logits are never read; no augmentation during its epochs)."""
+    alone (``distill_weight: 0``: the teacher's logits are never read; no augmentation during its epochs).
+    ``teacher_seed``: the seed of the teacher's fine-tune and of its cache, whichever student ``seeds`` are asked for
+    (a run given more seeds later reuses both)."""
     import torch  # here, not at the top: `distill pipeline --help` starts without torch
 
     from distill.checkpoint import atomic_write_text, load_trained
@@ -126,7 +128,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
                  {name: merge(no_teacher(with_teacher, student_settings, baseline_views), arm)
                   for name, arm in baselines.items()})
     t0 = time.time()
-    teachers = [run_fit(recipe.configs("teacher"), folder, settings, seeds[0])
+    teachers = [run_fit(recipe.configs("teacher"), folder, settings, teacher_seed)
                 for folder, settings in zip(teacher_dirs, teacher_settings)]
     teacher = teachers[0]
     if teacher_only:
@@ -141,7 +143,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})
     without_teacher = no_teacher(with_teacher, student_settings, baseline_views)
-    cache = run_cache(recipe.configs("student"), with_teacher, seeds[0])  # its own stage, before any student
+    cache = run_cache(recipe.configs("student"), with_teacher, teacher_seed)  # its own stage, before any student
     if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
         teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)
     kd = [student_stage(recipe, out, with_teacher, s) for s in seeds]
@@ -316,7 +318,8 @@ def run(args: argparse.Namespace) -> None:
     check_data_root(data_root or recipe.data_root())  # before anything is written into --out
     with OutputLock(out, command):
         summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
-                               args.results_json, settings, args.teacher_only, command, args.baseline_views)
+                               args.results_json, settings, args.teacher_only, command, args.baseline_views,
+                               args.teacher_seed)
     if isinstance(summary, TeacherSummary):
         print(f"teacher val macro F1: {summary.teacher_f1:.4f} ({summary.seconds['teacher']:.0f} s)")
         return

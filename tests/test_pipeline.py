@@ -115,12 +115,30 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert best["setting"] == strongest
     assert best["difference"] == pytest.approx(swept.student_kd_last_holdout_f1_per_seed[0]
                                                - arms[strongest]["last_holdout_f1"])
+    # another student seed later: the teacher and its cache do not depend on --seeds, only that seed trains
+    teacher_record = (out / "teacher" / "stage.json").stat().st_mtime_ns
+    capsys.readouterr()
+    more = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[1], baseline=False, predict_dir=None,
+                        settings=fast)
+    printed = capsys.readouterr().out
+    assert (out / "teacher" / "stage.json").stat().st_mtime_ns == teacher_record and "reusing finished stage" in printed
+    assert more.seeds == [1] and (out / "student_kd" / "seed_1" / "stage.json").exists()
+    assert json.loads((out / "teacher_cache" / "stage.json").read_text())["fill_seconds"] == fill  # not refilled
     bad = tmp_path / "bad_sweep"
     bad.mkdir()
     (bad / "recipe.yaml").write_text("extends: demo\nbaselines:\n  typo: {model: {init_args: {weight_dekay: 0.1}}}\n")
     with pytest.raises(ValueError, match="no-teacher arm 'typo'"):  # checked before any stage
         run_pipeline(Recipe.find(bad), tmp_path / "bad_out", str(demo_root), seeds=[0], baseline=True,
                      predict_dir=None, settings=fast)
+
+
+def test_a_results_command_names_no_absolute_path(tmp_path):
+    from distill.summary import portable_command
+
+    typed = f"distill pipeline --recipe trashnet --out {tmp_path}/run --results-json={tmp_path}/r.json --set 'a=b c'"
+    assert portable_command(typed, tmp_path) == ("distill pipeline --recipe trashnet --out run --results-json=r.json "
+                                                 "--set 'a=b c'")
+    assert portable_command(typed, tmp_path / "sub").split()[5] == "../run"
 
 
 def test_recipes_and_settings(tmp_path):
