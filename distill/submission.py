@@ -88,11 +88,12 @@ class SubmissionWriter(BasePredictionWriter):
         self.out_dir, self.layout = out_dir, layout
         self.allow_rule_violations, self.overwrite = allow_rule_violations, overwrite
         self.written: Path | None = None
+        self.message: str | None = None  # what predict wrote, said in teardown
         self.run_id = ""
         self.target: Path | None = None  # the folder this run writes into
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.run_id, self.written = uuid.uuid4().hex[:12], None
+        self.run_id, self.written, self.message = uuid.uuid4().hex[:12], None, None
         self.target = free_output_dir(Path(self.out_dir or trainer.default_root_dir), self.overwrite)
         set_aside(self.target)  # an older submission there is never mistaken for this run's
         if trainer.world_size > 1:
@@ -145,8 +146,15 @@ class SubmissionWriter(BasePredictionWriter):
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
         for name in OUTPUTS:  # this run's files are complete: the set-aside ones are not needed any more
             (out / f"{name}.previous").unlink(missing_ok=True)
-        say(f"predicted {len(rows)} images ({complexity['macs_competition']:,} MACs by the competition's counter); "
-            f"wrote {self.written} and {out / 'report.json'}")
+        self.message = (f"predicted {len(rows)} images ({complexity['macs_competition']:,} MACs by the competition's "
+                        f"counter); wrote {self.written} and {out / 'report.json'}")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """What predict wrote, said once the progress bar has closed its line (Lightning tears callbacks down after
+        every ``on_predict_end``, the progress bar's included)."""
+        if stage == "predict" and self.message:
+            say(self.message)
+            self.message = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """A predict that failed (even in the data module's setup, before ``on_predict_start``) leaves no

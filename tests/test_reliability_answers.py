@@ -483,3 +483,17 @@ def test_a_bad_value_inside_the_model_names_its_key_and_value(tmp_path, capsys):
     assert stop.value.code == 2 and 'Parser key "weight_decay"' in err and "Got value: abc" in err
     assert "Union" not in err and "Given value" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_says_what_it_wrote_on_its_own_line_after_the_bar(trained, tmp_path):
+    """The progress bar and the closing line share a terminal: the line starts after the bar's last line has ended."""
+    import subprocess
+
+    root, config, ckpt = trained
+    done = subprocess.run([sys.executable, "-m", "distill", "predict", "--config", str(config), "--ckpt_path",
+                           str(ckpt), "--trainer.enable_progress_bar", "true", "--submission.out_dir", str(tmp_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stdout
+    before, said, _ = done.stdout.partition("predicted 5 images")
+    assert said and "Predicting" in before and before.endswith("\n"), done.stdout[-600:]
