@@ -20,6 +20,9 @@ _WARNINGS = [
 _LOGGERS = ["lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
             "lightning.fabric.utilities.seed",
             "lightning.pytorch.accelerators.cuda", "fvcore", "ptflops"]
+# loggers whose warnings are notices of no use here: torch's C++-extension loader (imported with torch.utils.benchmark)
+# says "No CUDA runtime is found, using CUDA_HOME=..." on every CPU machine that has a CUDA_HOME
+_NOTICE_LOGGERS = ["torch.utils.cpp_extension"]
 
 
 def one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -37,6 +40,8 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", category=category, message=message, module=module)
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in _NOTICE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def say(message: str) -> None:

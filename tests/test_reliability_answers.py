@@ -497,3 +497,16 @@ def test_predict_says_what_it_wrote_on_its_own_line_after_the_bar(trained, tmp_p
     assert done.returncode == 0, done.stdout
     before, said, _ = done.stdout.partition("predicted 5 images")
     assert said and "Predicting" in before and before.endswith("\n"), done.stdout[-600:]
+
+
+def test_report_shows_no_torch_cpp_notice(trained, tmp_path):
+    """``distill report`` imports torch's benchmark timer, whose C++-extension loader logs "No CUDA runtime is found"
+    on a machine with a CUDA_HOME and no GPU: the command's output holds its own lines only."""
+    import subprocess
+
+    root, _, ckpt = trained
+    done = subprocess.run([sys.executable, "-m", "distill", "report", str(ckpt), "--data", str(root), "--out",
+                           str(tmp_path / "card")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, "CUDA_HOME": "/usr/local", "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stdout
+    assert "CUDA_HOME" not in done.stdout and "cpp_extension" not in done.stdout, done.stdout
