@@ -26,17 +26,50 @@ def test_preset_macs_are_exact(name):
     assert out.shape == (2, 9)
 
 
-def test_students_use_only_plain_modules():
-    allowed = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.AdaptiveAvgPool2d, nn.Flatten,
-               nn.Dropout, nn.Linear, nn.Sequential)
-    spec = {"input_size": 64, "stem": 8, "act": "hardswish", "stages": [
-        {"block": "conv", "out": 8, "stride": 2}, ["ir", 16, 2, 2, 3], {"block": "ds", "out": 16, "kernel": 5}],
-        "head": 32}
-    model = create_model(spec, 4)
-    for m in model.modules():
-        if type(m).__module__.startswith("torch"):
-            assert isinstance(m, allowed), type(m)
-    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 4)
+# the module types a deployed student may hold as leaves (containers only call them; check_rules sees the rest)
+PLAIN = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d,
+         nn.Flatten, nn.Dropout, nn.Linear, nn.Identity)
+SPEC = {"input_size": 64, "stem": 8, "act": "hardswish", "stages": [
+    {"block": "conv", "out": 8, "stride": 2}, ["ir", 16, 2, 2, 3], {"block": "ds", "out": 16, "kernel": 5}], "head": 32}
+
+
+def non_plain_leaves(model: nn.Module) -> list[str]:
+    """The leaf modules of ``model`` whose exact type is not a plain torch layer (a subclass counts as not plain)."""
+    return [type(m).__name__ for m in model.modules() if not list(m.children()) and type(m) not in PLAIN]
+
+
+class FunctionalConv(nn.Module):
+    """A layer of one's own that computes a convolution itself: what the rules forbid."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 3, 3, 3))
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight)
+
+
+@pytest.mark.parametrize("name", [*list_models("student"), "spec"])
+def test_every_student_is_made_of_plain_modules_and_obeys_the_rules(name):
+    """Every preset (and a spec of every block type), as deployed: plain torch layers as leaves, and check_rules finds
+    nothing (no functional arithmetic in the containers, no subclassed layer)."""
+    from distill.models import reparameterize
+
+    from distill import check_rules
+
+    deployed = reparameterize(create_model(SPEC if name == "spec" else name, 4))
+    size = deployed.preprocess.input_size
+    assert non_plain_leaves(deployed) == []
+    assert check_rules(deployed, size) == []
+    assert deployed(torch.randn(1, 3, size, size)).shape == (1, 4)
+
+
+def test_a_layer_that_computes_its_own_convolution_is_caught():
+    from distill import check_rules
+
+    model = nn.Sequential(FunctionalConv(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    assert non_plain_leaves(model) == ["FunctionalConv"]
+    assert any("computed outside standard" in p for p in check_rules(model, 16))
 
 
 def test_spec_errors_name_the_option():
