@@ -8,6 +8,7 @@ from distill.losses import (
     DIST,
     DKD,
     KD,
+    WTTM,
     CrossEntropy,
     Focal,
     class_alpha,
@@ -15,6 +16,7 @@ from distill.losses import (
     focal_loss,
     kd_loss,
     standardize,
+    wttm_loss,
 )
 
 
@@ -140,3 +142,23 @@ def test_dkd_warmup_scales_loss():
     first = sum(loss(s, t, y).values())
     loss.on_epoch_start(10)
     assert first.item() == pytest.approx(sum(loss(s, t, y).values()).item() / 4, rel=1e-5)
+
+
+def test_wttm_by_hand():
+    """U * KL(p_t^g / U || softmax(s)) per sample, U = sum p_t^g, averaged; gamma 1 is plain KL at T = 1."""
+    s, t, g = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], [[0.2, 3.0, -1.0], [2.0, 2.0, -4.0]], 0.3
+    manual = []
+    for s_row, t_row in zip(s, t):
+        power = [p ** g for p in softmax(t_row)]
+        u = sum(power)
+        target, p_s = [p / u for p in power], softmax(s_row)
+        manual.append(u * sum(a * math.log(a / b) for a, b in zip(target, p_s)))
+    s, t = torch.tensor(s), torch.tensor(t)
+    assert wttm_loss(s, t, g).item() == pytest.approx(sum(manual) / 2, rel=1e-5)
+    assert WTTM(g)(s, t, torch.tensor([0, 2]))["wttm"].item() == pytest.approx(sum(manual) / 2, rel=1e-5)
+    assert wttm_loss(s, t, 1.0).item() == pytest.approx(kd_loss(s, t, 1.0).item(), rel=1e-5)
+    assert wttm_loss(t, t.clone(), 1.0).abs() < 1e-6
+    confident = torch.tensor([[30.0, 0.0, 0.0]])  # a near one-hot teacher: log space keeps the loss finite
+    assert torch.isfinite(wttm_loss(torch.zeros(1, 3), confident, 0.1))
+    with pytest.raises(ValueError, match="gamma"):
+        WTTM(gamma=0.0)

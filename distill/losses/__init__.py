@@ -14,6 +14,7 @@ from distill.losses.focal import (
            focal_loss,
 )
 from distill.losses.kd import KD, kd_loss
+from distill.losses.wttm import WTTM, wttm_loss
 
-__all__ = ["DistillLoss", "LabelLoss", "Terms", "standardize", "KD", "kd_loss", "DKD", "dkd_terms", "DIST",
+__all__ = ["DistillLoss", "LabelLoss", "Terms", "standardize", "KD", "kd_loss", "DKD", "dkd_terms", "DIST", "WTTM", "wttm_loss",
            "Focal", "CrossEntropy", "focal_loss", "class_alpha", "ALPHA_RULES"]
