@@ -6,11 +6,10 @@ The rule:
   on a CUDA device that supports bf16 and on a CPU with native bf16 instructions (AVX512-BF16 or AMX, as
   ``torch.cpu`` reports them); in float32 elsewhere. On a CPU without them (AVX2, or AVX512 without BF16)
   PyTorch emulates bf16 and autocast runs several times *slower* than float32.
-* **Training on a CPU** (the student, and the teacher's fine-tune) is always float32 (``32-true``). A tiny
-  student trained in bf16-mixed lost 13+ macro-F1 points on the demo (0.72 vs 0.85-0.87 in float32, same
-  data and teacher): CPU autocast runs softmax / log_softmax / exp / pow of the KD and focal losses on bf16
-  logits, whose 8 significant bits round logits of size 4-16 in steps of 0.03-0.06, as large as the
-  distillation signal near convergence; the speed bf16 buys for a student this small is small too.
+* **Training on a CPU** (the student, and the teacher's fine-tune) is always float32 (``32-true``): CPU autocast
+  runs softmax / log_softmax / exp / pow of the KD and focal losses on bf16 logits, whose 8 significant bits round
+  logits of size 4-16 in steps as large as the distillation signal near convergence, and the speed bf16 buys for a
+  student this small is small too (what it cost a student: ``benchmarks/results/engineering.md``).
 * **Training on a CUDA device**: bf16-mixed where supported, else fp16 mixed (``16-mixed``).
 
 Forcing ``precision: bf16`` or ``trainer.precision`` still works.

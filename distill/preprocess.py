@@ -83,10 +83,10 @@ def to_square(image: np.ndarray, size: int, keep_aspect: bool = True) -> np.ndar
 
 
 def channels_last(model: nn.Module) -> nn.Module:
-    """Put a model's 4-D weights in channels-last layout (NHWC): about 2x faster convolutions on CPU for
-    the EfficientNet teacher; the same values, the same state dict keys. A student in its branched training
-    form (``rep``) stays contiguous: its backward in channels-last stalled for minutes in a CPU conv kernel
-    (torch 2.14, AVX2), where contiguous takes under a second."""
+    """Put a model's 4-D weights in channels-last layout (NHWC), the faster CPU convolutions for the EfficientNet
+    teacher (``benchmarks/teacher_layout.py``); the same values, the same state dict keys. A student in its branched
+    training form (``rep``) stays contiguous: a CPU conv kernel's backward stalls on it in channels-last
+    (``benchmarks/results/engineering.md``)."""
     if any(isinstance(m, RepConvBN) for m in model.modules()):
         return model
     return model.to(memory_format=torch.channels_last)
@@ -99,7 +99,7 @@ def unit_float(images: torch.Tensor) -> torch.Tensor:
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 ``B x 3 x S x S`` -> uint8 at ``size`` with the antialiased bilinear resize of ``model_input``,
-    computed by torch's uint8 kernel (fixed point, channels-last: ~5x faster than through float here,
+    computed by torch's uint8 kernel (fixed point, channels-last; its speed against the float path:
     ``benchmarks/fill_parts.py``; its pixels are within one grey level of the float resize rounded). A float batch
     is resized the same way, in float."""
     if images.shape[-1] == size and images.shape[-2] == size:

@@ -1,6 +1,6 @@
 """ONNX export (the ``torch.export``-based exporter) and ONNX Runtime sessions on the CPU: what
 ``distill export`` ships, and the teacher's backend for the cache fill when it is faster than eager
-PyTorch (``benchmarks/fill_backend.py``: 2.2x bf16 autocast, 4.4x float32 for EfficientNet-Lite0 here).
+PyTorch (``benchmarks/fill_backend.py`` measures both).
 """
 from __future__ import annotations
 

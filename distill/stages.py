@@ -68,8 +68,8 @@ class StageRecord:
     holdout_file: str | None = None  # its per-image predictions (holdout.json), for paired comparisons
     train_f1: float | None = None  # macro F1 on the training views, last epoch (under-/over-fitting)
     last_val_f1: float | None = None  # val F1 of the last epoch (the selected one is the best: optimistic)
-    # the last epoch's weights on the held-out split: no checkpoint selection, so less noise from the 300-way
-    # maximum over a small validation set (on TrashNet it moved a seed's held-out F1 by -2.3 to +0.9 points)
+    # the last epoch's weights on the held-out split: no checkpoint selection, so no noise from a maximum over many
+    # epochs on a small validation set
     last_holdout_f1: float | None = None
     last_holdout_file: str | None = None
     # the last epoch's weights on the validation split, per image (val_last.json): the val split watched those

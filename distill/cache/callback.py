@@ -108,9 +108,8 @@ class TeacherCache(Callback):
         batch_size: teacher batch size while filling.
         render: store every view at the student's input size (disk, memory-mapped) so epochs cost no
             augmentation; else views are rendered again every time they are drawn.
-        backend: what runs the teacher during the fill: ``onnxruntime`` (float32; 2.2x eager bf16 and 4.4x
-            eager float32 on this project's CPU, ``benchmarks/fill_backend.py``; checked against eager
-            float32 to 1e-3), ``torch`` (eager, in the teacher's precision), or ``auto``: ONNX Runtime on a
+        backend: what runs the teacher during the fill: ``onnxruntime`` (float32; its speed against eager torch:
+            ``benchmarks/fill_backend.py``; checked against eager float32 to 1e-3), ``torch`` (eager, in the teacher's precision), or ``auto``: ONNX Runtime on a
             CPU, else torch.
         processes: on a CPU, fill with this many processes, each running the teacher on its share of the
             views with ``torch threads // processes`` threads and rendering its own views (loader workers
