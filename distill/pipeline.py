@@ -124,11 +124,12 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
         "model": {"init_args": {"teacher": {"weights": teacher_weights([d / "model.pt" for d in teacher_dirs])}}},
         "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
     baselines = recipe.baselines() if baseline else {}
-    check_stages(recipe, teacher_settings, with_teacher,  # a typo fails now, not after the teacher's fine-tune
-                 {name: merge(no_teacher(with_teacher, student_settings, baseline_views), arm)
-                  for name, arm in baselines.items()})
+    checked = check_stages(recipe, teacher_settings, with_teacher,  # a typo fails now, not after the fine-tune
+                           {name: merge(no_teacher(with_teacher, student_settings, baseline_views), arm)
+                            for name, arm in ({SAME_CONFIG: {}, **baselines} if baseline else {}).items()})
+    progress = plan_run(out, data_root, checked, [] if teacher_only else seeds)
     t0 = time.time()
-    teachers = [run_fit(recipe.configs("teacher"), folder, settings, teacher_seed)
+    teachers = [progress.finished(folder.name, run_fit(recipe.configs("teacher"), folder, settings, teacher_seed))
                 for folder, settings in zip(teacher_dirs, teacher_settings)]
     teacher = teachers[0]
     if teacher_only:
@@ -143,14 +144,16 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
         "weights": teacher_weights([t.model_file for t in teachers])}}}})
     without_teacher = no_teacher(with_teacher, student_settings, baseline_views)
-    cache = run_cache(recipe.configs("student"), with_teacher, teacher_seed)  # its own stage, before any student
+    cache = progress.finished("teacher_cache",  # its own stage, before any student
+                              run_cache(recipe.configs("student"), with_teacher, teacher_seed))
     if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
         teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)
-    kd = [student_stage(recipe, out, with_teacher, s) for s in seeds]
+    kd = [progress.finished(f"student_kd/seed_{s}", student_stage(recipe, out, with_teacher, s)) for s in seeds]
     arms = {name: merge(without_teacher, overrides) for name, overrides in
             ({SAME_CONFIG: {}, **baselines} if baseline else {}).items()}
-    no_teacher_runs = {name: [run_fit(recipe.configs("student"), out / arm_folder(name) / f"seed_{s}", settings, s)
-                              for s in seeds] for name, settings in arms.items()}
+    no_teacher_runs = {name: [progress.finished(f"{arm_folder(name)}/seed_{s}", run_fit(
+        recipe.configs("student"), out / arm_folder(name) / f"seed_{s}", settings, s)) for s in seeds]
+        for name, settings in arms.items()}
     ce = no_teacher_runs.get(SAME_CONFIG, [])
 
     best = max(kd, key=lambda r: r.val_f1)  # one model, selected on the validation split
@@ -231,6 +234,19 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     if results_json is not None:  # a committed result: files named relative to --out, not this machine's paths
         atomic_write_text(results_json, json.dumps(summary.to_json(relative_to=out), indent=2))
     return summary
+
+
+def plan_run(out: Path, data_root: str, checked: Any, seeds: list[int]) -> Any:
+    """The run's plan (``distill.run_estimate``), said before its first stage: the teacher fine-tune(s), and with
+    ``seeds`` the cache fill, the KD students and every no-teacher arm; stages finished in ``out`` cost nothing."""
+    from distill.run_estimate import RunProgress, estimate_run
+
+    students = {f"student_kd/seed_{s}": checked.student for s in seeds}
+    students.update({f"{arm_folder(name)}/seed_{s}": config for name, config in checked.baselines.items()
+                     for s in seeds})
+    names = ["teacher", *(f"teacher_{i + 1}" for i in range(1, len(checked.teachers))), "teacher_cache", *students]
+    finished = {name for name in names if (out / name / "stage.json").is_file()}
+    return RunProgress(estimate_run(data_root, checked.teachers, students if seeds else {}, finished))
 
 
 def no_teacher(with_teacher: dict[str, Any], student_settings: dict[str, Any], views: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 record, validates its last epoch, and the students' teacher is the network each fine-tune trains."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from distill.recipe import Recipe, merge
@@ -26,14 +27,24 @@ def check_last_epoch_validated(trainer: Any) -> None:
                          "the last epoch would be neither validated nor saved; make it a multiple")
 
 
+@dataclass(frozen=True)
+class CheckedConfigs:
+    """The parsed configs (jsonargparse namespaces) of a pipeline's stages."""
+
+    teachers: list[Any]  # one per teacher fine-tune
+    student: Any  # the students taught by the teacher
+    baselines: dict[str, Any]  # each no-teacher arm, by name
+
+
 def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student_settings: dict[str, Any],
-                 baselines: dict[str, dict[str, Any]] | None = None) -> None:
+                 baselines: dict[str, dict[str, Any]] | None = None) -> CheckedConfigs:
     """Parse every stage's config (recipe files + overrides; one teacher fine-tune per entry of
     ``teacher_settings``; each no-teacher arm of ``baselines``, by name) before the first stage runs; the students'
-    ``teacher.name`` must be the network each fine-tune trains."""
+    ``teacher.name`` must be the network each fine-tune trains. Returns the parsed configs."""
     from distill.cli import check_config
 
     nets: list[Any] = []  # each fine-tune's network: the students' teacher must be built as the same one
+    teachers: list[Any] = []
     for i, settings in enumerate(teacher_settings):
         try:
             config = check_config(settings, recipe.configs("teacher"))
@@ -44,6 +55,7 @@ def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student
         check_selection(config.checkpoint.monitor, config.checkpoint.mode)
         check_last_epoch_validated(config.trainer)
         nets.append(config.model.init_args.get("net"))
+        teachers.append(config)
     config = check_config(student_settings, recipe.configs("student"))
     check_selection(config.checkpoint.monitor, config.checkpoint.mode)
     check_last_epoch_validated(config.trainer)
@@ -54,13 +66,16 @@ def check_stages(recipe: Recipe, teacher_settings: list[dict[str, Any]], student
             raise ValueError(f"{which} is fine-tuned as {net} (teacher.model.init_args.net) but the students are "
                              f"taught by {teacher.name} (model.init_args.teacher.name): set both to one model, e.g. "
                              f"--set teacher.model.init_args.net={net} --set model.init_args.teacher.name={net}")
+    arms: dict[str, Any] = {}
     for name, settings in (baselines or {}).items():
         try:
-            check_last_epoch_validated(check_config(settings, recipe.configs("student")).trainer)
+            arms[name] = check_config(settings, recipe.configs("student"))
+            check_last_epoch_validated(arms[name].trainer)
         except ValueError as err:
-            raise ValueError(f"no-teacher arm {name!r} (recipe.yaml baselines): {err}") from None
+            raise ValueError(f"no-teacher arm {name!r}: {err}") from None
     prune = recipe.prune()
     if prune is not None:
         for part in ("train", "finetune"):
             part_config = check_config(merge(student_settings, prune.get(part) or {}), recipe.configs("student"))
             check_last_epoch_validated(part_config.trainer)
+    return CheckedConfigs(teachers, config, arms)

@@ -20,6 +20,9 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     fast = merge(fast, small_teacher)
     summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=True, predict_dir=None,
                            settings=fast, results_json=tmp_path / "result.json")
+    said = capsys.readouterr().out  # the plan before the first stage, then how far the run is after each
+    assert said.index("[estimate] this run: 4 stage(s) to run") < said.index("[progress] teacher done: 1 of 4")
+    assert "[progress] student_ce/seed_0 done: 4 of 4 stage(s)" in said
     # --set teacher.* reaches the teacher's stage only; the rest the students'
     epochs = {stage: yaml.safe_load(open(StageRecord.load(out / stage / "stage.json").config))["trainer"]
               ["max_epochs"] for stage in ("teacher", "student_kd/seed_0", "student_ce/seed_0")}
