@@ -126,7 +126,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     baselines = recipe.baselines() if baseline else {}
     checked = check_stages(recipe, teacher_settings, with_teacher,  # a typo fails now, not after the fine-tune
                            {name: merge(no_teacher(with_teacher, student_settings, baseline_views), arm)
-                            for name, arm in ({SAME_CONFIG: {}, **baselines} if baseline else {}).items()})
+                            for name, arm in arm_overrides(baselines, baseline).items()})
     progress = plan_run(out, data_root, checked, [] if teacher_only else seeds)
     t0 = time.time()
     teachers = [progress.finished(folder.name, run_fit(recipe.configs("teacher"), folder, settings, teacher_seed))
@@ -149,8 +149,7 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
         teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)
     kd = [progress.finished(f"student_kd/seed_{s}", student_stage(recipe, out, with_teacher, s)) for s in seeds]
-    arms = {name: merge(without_teacher, overrides) for name, overrides in
-            ({SAME_CONFIG: {}, **baselines} if baseline else {}).items()}
+    arms = {name: merge(without_teacher, overrides) for name, overrides in arm_overrides(baselines, baseline).items()}
     no_teacher_runs = {name: [progress.finished(f"{arm_folder(name)}/seed_{s}", run_fit(
         recipe.configs("student"), out / arm_folder(name) / f"seed_{s}", settings, s)) for s in seeds]
         for name, settings in arms.items()}
@@ -256,6 +255,13 @@ def no_teacher(with_teacher: dict[str, Any], student_settings: dict[str, Any], v
     if views == "cached":
         return merge(with_teacher, {"model": {"init_args": {"distill_weight": 0.0}}})
     return merge(student_settings, {"model": {"init_args": {"teacher": None}}})
+
+
+def arm_overrides(baselines: dict[str, dict[str, Any]], baseline: bool) -> dict[str, dict[str, Any]]:
+    """The no-teacher arms ``--baseline`` trains, in order, each with its overrides of the no-teacher settings: the
+    recipe's named ``baselines`` first (the strongest settings, the verdict's comparison), then its own settings
+    without the teacher (``SAME_CONFIG``)."""
+    return {**baselines, SAME_CONFIG: {}} if baseline else {}
 
 
 def arm_folder(name: str) -> str:
