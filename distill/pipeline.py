@@ -245,7 +245,7 @@ def plan_run(out: Path, data_root: str, checked: Any, seeds: list[int]) -> Any:
                      for s in seeds})
     names = ["teacher", *(f"teacher_{i + 1}" for i in range(1, len(checked.teachers))), "teacher_cache", *students]
     finished = {name for name in names if (out / name / "stage.json").is_file()}
-    return RunProgress(estimate_run(data_root, checked.teachers, students if seeds else {}, finished))
+    return RunProgress(estimate_run(data_root, checked.teachers, students if seeds else {}, finished, out))
 
 
 def no_teacher(with_teacher: dict[str, Any], student_settings: dict[str, Any], views: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """How long a pipeline run will take, said before its first stage, and how far it is after each one.
 
 Each stage's work is counted from the data (labelled images, the recipe's held-out, val and batch settings) and its
-parsed config (epochs, batches, cached views), and priced by a short probe on random batches: one training step of each
-network at its input size and batch size, and the teacher's forward pass for the cache fill. Data loading and
+parsed config (epochs left, batches, cached views), and priced by a short probe on random batches: one training step of
+each network at its input size and batch size, and the teacher's forward pass in the fill's backend. Data loading and
 augmentation are not probed, so the figure is a floor; after each stage the time left is scaled by how the finished
 stages compared with their estimates.
 """
@@ -29,9 +29,13 @@ class StageEstimate:
 
 
 def seconds_per_step(net: torch.nn.Module, size: int, batch: int, train: bool = True, steps: int = 2) -> float:
-    """Wall time of one step of ``net`` on a random ``batch x 3 x size x size`` batch: forward, loss and backward
-    when ``train``, else a forward pass without gradients; the mean of ``steps`` after one warm-up."""
-    x = torch.randn(batch, 3, size, size)
+    """Wall time of one step of ``net`` on a random ``batch x 3 x size x size`` batch, in the memory layout training
+    uses (``distill.preprocess.channels_last``): forward, loss and backward when ``train``, else a forward pass without
+    gradients; the mean of ``steps`` after one warm-up."""
+    from distill.preprocess import channels_last
+
+    net = channels_last(net)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     net.train(train)
 
     def step() -> None:
@@ -47,6 +51,37 @@ def seconds_per_step(net: torch.nn.Module, size: int, batch: int, train: bool = 
     for _ in range(steps):
         step()
     return (time.perf_counter() - start) / steps
+
+
+def seconds_per_forward(net: torch.nn.Module, size: int, backend: str, batch: int = 32) -> float:
+    """Seconds per image of the teacher's forward pass in the fill's ``backend`` (``teacher_cache.backend``; ``auto``:
+    ONNX Runtime on a CPU, as the fill resolves it): for ONNX Runtime the network is exported first, as the fill does."""
+    import tempfile
+
+    if backend == "auto":
+        backend = "onnxruntime" if not torch.cuda.is_available() else "torch"
+    if backend != "onnxruntime":
+        return seconds_per_step(net, size, batch, train=False) / batch
+    from distill.runtime import OnnxForward, onnx_session, to_onnx
+
+    x = torch.randn(batch, 3, size, size)
+    with tempfile.TemporaryDirectory() as folder:
+        forward = OnnxForward(onnx_session(to_onnx(net.eval(), Path(folder) / "probe.onnx", x[:2])))
+        forward(x)
+        start = time.perf_counter()
+        forward(x)
+        return (time.perf_counter() - start) / batch
+
+
+def epochs_done(stage: Path) -> int:
+    """Epochs an interrupted stage finished (its ``checkpoints/last.ckpt``, which the stage resumes from), else 0."""
+    last = stage / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return 0
+    try:
+        return int(torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("epoch", -1)) + 1
+    except Exception:  # a damaged file: the stage starts afresh
+        return 0
 
 
 def labelled_images(root: str | Path, data: Any) -> int:
@@ -70,9 +105,9 @@ def batches(images: int, config: Any) -> int:
     return int(count * limit) if isinstance(limit, float) else count
 
 
-def fit_estimate(name: str, config: Any, images: int, net: torch.nn.Module, size: int) -> StageEstimate:
-    """A ``fit`` stage: epochs x batches x one probed training step."""
-    epochs, per_epoch = config.trainer.max_epochs or 1, batches(images, config)
+def fit_estimate(name: str, config: Any, images: int, net: torch.nn.Module, size: int, done: int = 0) -> StageEstimate:
+    """A ``fit`` stage: the epochs left (``done`` finished before an interruption) x batches x one probed step."""
+    epochs, per_epoch = max((config.trainer.max_epochs or 1) - done, 0), batches(images, config)
     step = seconds_per_step(net, size, config.data.batch_size)
     return StageEstimate(name, epochs * per_epoch * step,
                          f"{epochs} epoch(s) x {per_epoch} batch(es) of {config.data.batch_size} at {size} px")
@@ -87,9 +122,10 @@ def build(definition: Any, num_classes: int, init_args: Any) -> tuple[torch.nn.M
 
 
 def estimate_run(root: str | Path, teacher_configs: list[Any], student_configs: dict[str, Any],
-                 finished: set[str]) -> list[StageEstimate]:
+                 finished: set[str], out: Path | None = None) -> list[StageEstimate]:
     """The stages of a run in order: teacher fine-tune(s), the cache fill, then each student stage of
-    ``student_configs`` (stage name -> parsed config); a stage named in ``finished`` costs nothing."""
+    ``student_configs`` (stage name -> parsed config); a stage named in ``finished`` costs nothing, one interrupted in
+    ``out`` only its epochs left."""
     from distill.layout import read_layout
 
     classes = len(read_layout(root)[0])
@@ -101,7 +137,8 @@ def estimate_run(root: str | Path, teacher_configs: list[Any], student_configs: 
             plan.append(StageEstimate(name, 0.0, "finished"))
             continue
         net, size = build(config.model.init_args.net, classes, config.model.init_args)
-        plan.append(fit_estimate(name, config, labelled_images(root, config.data), net, size))
+        done = epochs_done(out / name) if out is not None else 0
+        plan.append(fit_estimate(name, config, labelled_images(root, config.data), net, size, done))
     first = next(iter(student_configs.values()), None)
     teacher = first.model.init_args.get("teacher") if first is not None else None
     cache = first.teacher_cache if first is not None else None
@@ -110,7 +147,7 @@ def estimate_run(root: str | Path, teacher_configs: list[Any], student_configs: 
     elif teacher is not None and cache.enabled:
         images = labelled_images(root, first.data)
         net, size = build(teacher.name, classes, {"input_size": teacher.input_size})
-        per_image = seconds_per_step(net, size, 32, train=False) / 32
+        per_image = seconds_per_forward(net, size, cache.backend)
         plan.append(StageEstimate("teacher_cache", images * cache.views * per_image,
                                   f"{images} images x {cache.views} views, the teacher's forward at {size} px"))
     for name, config in student_configs.items():
@@ -122,7 +159,9 @@ def estimate_run(root: str | Path, teacher_configs: list[Any], student_configs: 
         if key not in probed:
             net, size = build(init.student, classes, init)
             probed[key] = seconds_per_step(net, size, config.data.batch_size)
-        epochs, per_epoch = config.trainer.max_epochs or 1, batches(labelled_images(root, config.data), config)
+        done = epochs_done(out / name) if out is not None else 0
+        epochs = max((config.trainer.max_epochs or 1) - done, 0)
+        per_epoch = batches(labelled_images(root, config.data), config)
         plan.append(StageEstimate(name, epochs * per_epoch * probed[key],
                                   f"{epochs} epoch(s) x {per_epoch} batch(es) of {config.data.batch_size}"))
     return plan

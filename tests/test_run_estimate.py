@@ -45,3 +45,18 @@ def test_progress_says_the_plan_and_how_far_the_run_is(capsys):
     assert said.startswith("[progress] student_kd/seed_0 done: 1 of 3 stage(s)") and "left" in said
     progress.finished("student_kd/seed_0")  # said once
     assert capsys.readouterr().out == ""
+
+
+def test_an_interrupted_stage_costs_only_its_epochs_left(tmp_path, monkeypatch):
+    import distill.run_estimate as run_estimate
+    from distill.run_estimate import epochs_done
+
+    (tmp_path / "stage" / "checkpoints").mkdir(parents=True)
+    assert epochs_done(tmp_path / "stage") == 0
+    torch.save({"epoch": 4, "state_dict": {}}, tmp_path / "stage" / "checkpoints" / "last.ckpt")  # epochs 0-4 done
+    assert epochs_done(tmp_path / "stage") == 5
+    monkeypatch.setattr(run_estimate, "seconds_per_step", lambda net, size, batch: 1.0)
+    config = Namespace(data=Namespace(batch_size=10), trainer=Namespace(max_epochs=8, limit_train_batches=None))
+    assert fit_estimate("teacher", config, 20, torch.nn.Identity(), 32, done=5).seconds == 3 * 2 * 1.0
+    (tmp_path / "stage" / "checkpoints" / "last.ckpt").write_bytes(b"damaged")
+    assert epochs_done(tmp_path / "stage") == 0
