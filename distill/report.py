@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.benchmark import Timer
-from torch.utils.data import DataLoader
 from torchmetrics.classification import (
     MulticlassConfusionMatrix,
     MulticlassF1Score,
@@ -27,24 +26,22 @@ from torchmetrics.classification import (
 from distill.checkpoint import atomic_write_text, load_trained
 from distill.competition import F1_BASE, MACS_BASE, competition_score, describe
 from distill.console import say
-from distill.data import WasteDataModule, collate
+from distill.data import WasteDataModule
+from distill.evaluation import predict_labels
 from distill.layout import check_class_names
-from distill.preprocess import model_input
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, num_classes: int) -> dict[str, torch.Tensor]:
+def evaluate(model: nn.Module, dataset: Any, num_classes: int, batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """Per-class precision, recall and F1, macro F1 and the confusion matrix of ``model`` on a labelled split, its
+    predictions made by the library's one offline evaluation pass (``distill.evaluation.predict_labels``)."""
+    preds = torch.as_tensor(predict_labels(model, dataset, batch_size))
+    labels = torch.tensor([s.label for s in dataset.samples])
     metrics = {"precision": MulticlassPrecision(num_classes, average=None),
                "recall": MulticlassRecall(num_classes, average=None),
                "f1": MulticlassF1Score(num_classes, average=None),
                "macro_f1": MulticlassF1Score(num_classes, average="macro"),
                "confusion": MulticlassConfusionMatrix(num_classes)}
-    model.eval()
-    for batch in loader:
-        preds, labels = model(model_input(batch["image"], model.preprocess)).argmax(1), batch["label"]
-        for metric in metrics.values():
-            metric.update(preds, labels)
-    return {name: metric.compute() for name, metric in metrics.items()}
+    return {name: metric(preds, labels) for name, metric in metrics.items()}
 
 
 def latency_ms(model: nn.Module, size: int, seconds: float = 0.5, threads: int = 1) -> float:
@@ -84,13 +81,12 @@ def report_card(model: nn.Module, dm: WasteDataModule, out_dir: str | Path, f1_b
     held_out = dm.labelled_split("holdout")
     split, dataset = ("held-out", held_out) if held_out is not None else ("val", dm.labelled_split("val"))
     names = dm.class_names
-    loader = DataLoader(dataset, batch_size=dm.hparams.batch_size, collate_fn=collate)
-    results = evaluate(model, loader, len(names))
+    results = evaluate(model, dataset, len(names), dm.hparams.batch_size)
     size = model.preprocess.input_size
     info = describe(model, size)
     macro = float(results["macro_f1"])
     card = {
-        "split": split, "images": len(loader.dataset), "input_size": size, "params": info["params"],
+        "split": split, "images": len(dataset), "input_size": size, "params": info["params"],
         "macs_fvcore": info["macs_fvcore"], "macs_competition": info["macs_competition"],
         "rule_violations": info["rule_violations"], "macro_f1": macro,
         "score": competition_score(macro, info["macs_fvcore"], f1_base, macs_base),
