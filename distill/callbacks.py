@@ -3,6 +3,7 @@ score estimate, printed when fitting starts and logged after every validation) a
 (a short measured probe at the start of training and the time the whole fit will take)."""
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -89,8 +90,8 @@ class TimeEstimate(Callback):
 
 class StopOnSignal(Callback):
     """The resume line of a fit stopped by SIGTERM. Lightning itself ends the fit after the current batch (or
-    validation batch) with its ``SIGTERMException``, a ``SystemExit`` of status 0 and no word; this attaches
-    where to resume (``last.ckpt`` of the last finished epoch) to it, and ``distill`` prints it and exits 143."""
+    validation batch) with its ``SIGTERMException``, a ``SystemExit`` of status 0 and no word; this says where to
+    resume (``last.ckpt`` of the last finished epoch) on stderr, and ``distill`` exits 143."""
 
     @staticmethod
     def message(trainer: Any) -> str:
@@ -103,5 +104,5 @@ class StopOnSignal(Callback):
         return f"stopped by SIGTERM at epoch {trainer.current_epoch}, during validation or between batches; {where}"
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
-            exception.stop_message = self.message(trainer)
+        if isinstance(exception, SIGTERMException) and trainer.is_global_zero:
+            print(f"distill: {self.message(trainer)}", file=sys.stderr, flush=True)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"distill: unknown command {argv[0]!r}")
         return
     from distill.console import quiet_third_party
-    from distill.stopping import StopRequested
+    from distill.stopping import StopRequested, stopped_by_sigterm
 
     quiet_third_party()  # the command's own choice; importing the library leaves warnings and loggers alone
     try:
@@ -83,11 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     except StopRequested as stop:  # SIGTERM: progress saved; say how to resume, exit 143
         print(f"distill: {stop}", file=sys.stderr)
         sys.exit(stop.code)
-    except SystemExit as stop:  # a fit's SIGTERM: Lightning's SIGTERMException (status 0), StopOnSignal's line
-        message = getattr(stop, "stop_message", None)
-        if message is None:
+    except SystemExit as stop:  # a fit's SIGTERM: Lightning's SIGTERMException (status 0); StopOnSignal said the line
+        if not stopped_by_sigterm(stop):
             raise
-        print(f"distill: {message}", file=sys.stderr)
         sys.exit(143)
     except KeyboardInterrupt:
         print("distill: interrupted; finished epochs and the cache fill's progress are saved: run the same "

@@ -2,7 +2,7 @@
 within one batch, with what is needed to resume on disk and one line saying how.
 
 During ``fit`` Lightning acts on SIGTERM itself after the current (training or validation) batch, with a
-``SIGTERMException`` of exit status 0; ``distill.callbacks.StopOnSignal`` gives it the resume line and ``distill``
+``SIGTERMException`` of exit status 0; ``distill.callbacks.StopOnSignal`` says the resume line and ``distill``
 exits 143. The teacher-cache fill runs before Lightning installs its handler, so ``stop_requests`` installs one
 for the fill's loop.
 """
@@ -23,6 +23,13 @@ class StopRequested(SystemExit):
 
     def __str__(self) -> str:
         return self.message
+
+
+def stopped_by_sigterm(exit: SystemExit) -> bool:
+    """Whether ``exit`` is the ``SIGTERMException`` with which Lightning ends a fit on SIGTERM."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    return isinstance(exit, SIGTERMException)
 
 
 @contextmanager
