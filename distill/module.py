@@ -131,10 +131,17 @@ class TrainingModule(L.LightningModule):
         if hp.class_counts is not None and len(hp.class_counts) != hp.num_classes:
             raise ValueError(f"class_counts has {len(hp.class_counts)} entries for num_classes={hp.num_classes}")
 
+    def attached_datamodule(self) -> Any:
+        """The data module of the trainer this module is attached to, or None (a module built or loaded alone)."""
+        try:
+            return getattr(self.trainer, "datamodule", None)
+        except RuntimeError:  # Lightning: not attached to a Trainer
+            return None
+
     def setup(self, stage: str) -> None:
         """Class names, counts and base size from the trainer's data module where none were given (``num_classes``
         must match)."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self.attached_datamodule()
         names = getattr(datamodule, "class_names", None)
         if names is None:
             return
@@ -243,7 +250,7 @@ class TrainingModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Called before the weights are loaded: a checkpoint of other classes (names or order) stops here,
         not in a size-mismatch traceback or, worse, in a submission shifted by one class."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self.attached_datamodule()
         check_class_names((checkpoint.get("hyper_parameters") or {}).get("class_names"), self.hparams.class_names,
                           getattr(datamodule, "root", None))
         self.selected_val_f1 = selected_val_f1(checkpoint)
