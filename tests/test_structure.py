@@ -140,7 +140,8 @@ LAYERS = [
     ("modules", ["distill.module", "distill.cache", "distill.callbacks", "distill.submission", "distill.export",
                  "distill.prune", "distill.report"]),
     ("cli", ["distill.cli"]),
-    ("stages", ["distill.recipe", "distill.fingerprint", "distill.stage_checks", "distill.stages", "distill.cache_stage"]),
+    ("stages", ["distill.recipe", "distill.fingerprint", "distill.stage_checks", "distill.stages", "distill.cache_stage",
+                "distill.run_estimate"]),
     ("commands", ["distill.command_args", "distill.summary", "distill.pipeline", "distill.search", "distill.commands",
                   "distill.__main__"]),
 ]
