@@ -9,6 +9,7 @@ for the fill's loop.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Callable
@@ -26,7 +27,10 @@ class StopRequested(SystemExit):
 
 
 def stopped_by_sigterm(exit: SystemExit) -> bool:
-    """Whether ``exit`` is the ``SIGTERMException`` with which Lightning ends a fit on SIGTERM."""
+    """Whether ``exit`` is the ``SIGTERMException`` with which Lightning ends a fit on SIGTERM (never, while Lightning
+    is not even loaded: a ``--help`` exit stays free of it)."""
+    if "lightning.pytorch" not in sys.modules:
+        return False
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     return isinstance(exit, SIGTERMException)
