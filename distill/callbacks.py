@@ -1,6 +1,7 @@
 """Callbacks of every run: ``StudentComplexity`` (params, MACs of both counters, rules verdict and the
-score estimate, printed when fitting starts and logged after every validation) and ``TimeEstimate``
-(a short measured probe at the start of training and the time the whole fit will take)."""
+score estimate, printed when fitting starts and logged after every validation), ``TimeEstimate``
+(a short measured probe at the start of training and the time the whole fit will take), ``StageClock`` (the fit's
+wall time across interruptions) and ``StopOnSignal`` (the resume line after SIGTERM)."""
 from __future__ import annotations
 
 import sys
@@ -86,6 +87,26 @@ class TimeEstimate(Callback):
         self.estimate_seconds = per_epoch * epochs
         say(f"[estimate] {per_batch * 1000:.0f} ms per batch: {duration(per_epoch)} per epoch, about "
             f"{duration(self.estimate_seconds)} for the {epochs} epoch(s) left (validation not included)")
+
+
+class StageClock(Callback):
+    """A fit's wall time across interruptions: the seconds spent up to each saved checkpoint ride in it (this
+    callback's state), so a fit resumed from ``last.ckpt`` counts on from them (the part of an epoch that was cut off
+    and run again is counted once, as run again)."""
+
+    def __init__(self):
+        self.before = 0.0  # seconds of the fit's earlier runs, up to the checkpoint this one resumed from
+        self.start = time.time()  # built with the run's CLI: its data set-up and any cache fill count too
+
+    @property
+    def seconds(self) -> float:
+        return self.before + time.time() - self.start
+
+    def state_dict(self) -> dict[str, float]:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.before = float(state_dict.get("seconds", 0.0))
 
 
 class StopOnSignal(Callback):

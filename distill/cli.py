@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.cuda import is_available as cuda_available  # noqa: E402
 
 from distill.cache import TeacherCache  # noqa: E402
-from distill.callbacks import StopOnSignal, StudentComplexity, TimeEstimate  # noqa: E402
+from distill.callbacks import StageClock, StopOnSignal, StudentComplexity, TimeEstimate  # noqa: E402
 from distill.console import quiet_third_party, say_once  # noqa: E402
 from distill.data import WasteDataModule  # noqa: E402
 from distill.module import MIXUP_WITH_CACHE, TrainingModule  # noqa: E402
@@ -41,6 +41,7 @@ class DistillCLI(LightningCLI):
         parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.monitor": None,
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(StopOnSignal, "stop_on_signal")  # SIGTERM: the resume line
+        parser.add_lightning_class_args(StageClock, "stage_clock")  # the fit's seconds, across resumes
         parser.add_lightning_class_args(TeacherCache, "teacher_cache")
         # the cache's teacher and view size come from the model (a fine-tune's model has no teacher: nothing cached)
         parser.link_arguments("model", "teacher_cache.teacher", compute_fn=teacher_of, apply_on="instantiate")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -133,7 +132,6 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
             say(f"[pipeline] {err}: starting the stage afresh (the damaged file is kept as last.ckpt.damaged)")
             resume.replace(resume.with_name("last.ckpt.damaged"))
     say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume.exists() else ""))
-    start = time.time()
     cli = build_cli(args, run=False, config_files=configs)
     selection = cli.config_init["checkpoint"]
     check_selection(selection.monitor, selection.mode)  # before training (the pipeline checked it before any stage)
@@ -141,7 +139,7 @@ def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: 
     atomic_write_text(run_dir / "settings.json", json.dumps({"fingerprint": digest, "settings": flat}, indent=1,
                                                             default=str))
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
-    seconds = time.time() - start
+    seconds = cli.config_init["stage_clock"].seconds  # every run of the stage, an interrupted one's too
     model, meta = load_trained(selection.best_model_path)
     data = cli.datamodule.hparams  # the images no stage trained on, for `distill report`
     exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],

@@ -89,6 +89,9 @@ def test_pipeline_end_to_end_reuses_and_resumes_stages(demo_root, tmp_path, caps
     assert stage.stat().st_mtime_ns == before  # finished stages are reused, not retrained
     assert "reusing finished stage" in printed
     assert "resuming" in printed and (out / "student_ce" / "seed_0" / "stage.json").exists()
+    import torch  # the stage's seconds across runs ride in its checkpoints (StageClock)
+    states = torch.load(out / "student_ce/seed_0/checkpoints/last.ckpt", weights_only=True)["callbacks"]
+    assert states["StageClock"]["seconds"] > 0
     assert json.loads((out / "summary.json").read_text())["seconds"]["teacher_cache_fill"] == fill
     # --teacher-only reuses the teacher's stage and records what it found
     only = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0], baseline=False, predict_dir=None,

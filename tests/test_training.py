@@ -364,3 +364,23 @@ def test_plain_lightning_use_takes_class_names_and_counts_from_the_data_module(d
     with pytest.raises(ValueError, match="num_classes=4, but the data module has 9 classes"):
         L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False).fit(
             DistillModule(4, student="nano", input_size=32, teacher=None), dm)
+
+
+def test_a_resumed_fit_counts_the_seconds_of_its_earlier_runs(tmp_path, monkeypatch):
+    """StageClock's seconds ride in every checkpoint: a fit resumed from last.ckpt counts on from them."""
+    import types
+
+    import torch
+
+    import distill.callbacks as callbacks
+
+    now = [1000.0]
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(time=lambda: now[0]))
+    first = callbacks.StageClock()
+    now[0] += 100.0  # the first run, up to its last checkpoint
+    torch.save({"callbacks": {"StageClock": first.state_dict()}}, tmp_path / "last.ckpt")
+    now[0] += 30.0  # cut off: the rest of that epoch is lost
+    resumed = callbacks.StageClock()
+    resumed.load_state_dict(torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]["StageClock"])
+    now[0] += 20.0
+    assert resumed.seconds == 120.0 and first.seconds == 150.0
