@@ -5,7 +5,7 @@ held-out macro F1 of its last-epoch weights per seed, read from pipeline results
 
     python benchmarks/no_teacher_sweep.py --split "holdout_seed 0 (development)" \\
         --cell rep2 "rep: 2, weight decay 0.05, cached views, 600 epochs" benchmarks/results/trashnet_kd_tiny96_rep2.json \\
-        --cell rep4 "rep: 4, ..." benchmarks/results/trashnet_kd.json
+        --cell rep4 "rep: 4, ..." benchmarks/results/trashnet_kd_split0.json
     python benchmarks/no_teacher_sweep.py ... --cell rep2 "..." ../runs/x/summary.json rep2   # a named arm of a run
 
 A cell's source is a results file and, optionally, the name of one of its ``no_teacher_arms`` (default: the run's
