@@ -17,14 +17,14 @@ import contextlib
 import json
 import os
 import shlex
-import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.console import say
 from distill.recipe import Recipe, merge, split_settings
-from distill.summary import Summary, TeacherSummary, library_commit
+from distill.summary import ArmResult, Summary, TeacherSummary, against_best, kd_against, library_commit
 
 HOLDOUT_KEYS = ("holdout_fraction", "holdout_seed")
 SAME_CONFIG = "same config"  # the no-teacher arm of the recipe's own student settings, the teacher taken away
@@ -78,159 +78,167 @@ class OutputInUseError(RuntimeError):
     """The output folder is locked by another running pipeline."""
 
 
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
+@dataclass(frozen=True)
+class RunSettings:
+    """What each stage of a run is given: overrides of the recipe's config files, composed from ``--set``."""
+
+    teachers: list[dict[str, Any]]  # one per teacher fine-tune, holding out the students' held-out images
+    teacher_dirs: list[Path]
+    students: dict[str, Any]  # the KD students: the fine-tuned teacher's weights and the cache folder set
+    no_teacher: dict[str, dict[str, Any]]  # each no-teacher arm (``--baseline``) by name, in training order
+    baselines: dict[str, dict[str, Any]]  # recipe.yaml's named arms, their overrides as written
+    holdout: dict[str, Any]  # data.holdout_fraction / holdout_seed of the students
+    precision: str  # the students' ``precision`` setting
+    out: Path
+
+
+def compose(recipe: Recipe, out: Path, data_root: str, settings: dict[str, Any], baseline: bool,
+            baseline_views: str) -> RunSettings:
+    """Every stage's overrides: ``--set`` keys under ``teacher`` for the fine-tune(s), the others for the students."""
+    data = {"data": {"root": data_root}}
+    teacher_overrides, student_overrides = split_settings(settings)
+    student_settings = merge(data, student_overrides)
+    # the teacher holds out exactly the images the students hold out (never trained on by any stage)
+    student_data = merge(recipe.data(), student_settings["data"])
+    holdout = {k: student_data[k] for k in HOLDOUT_KEYS if k in student_data}
+    # one fine-tune per teacher of the recipe (its own overrides, then --set, then the held-out images)
+    teachers = [merge(merge(merge(data, member), teacher_overrides), {"data": holdout})
+                for member in recipe.teachers()]
+    teacher_dirs = [out / ("teacher" if i == 0 else f"teacher_{i + 1}") for i in range(len(teachers))]
+    students = merge(student_settings, {
+        "model": {"init_args": {"teacher": {"weights": teacher_weights([d / "model.pt" for d in teacher_dirs])}}},
+        "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
+    baselines = recipe.baselines() if baseline else {}
+    without = no_teacher(students, student_settings, baseline_views)
+    arms = {name: merge(without, overrides) for name, overrides in arm_overrides(baselines, baseline).items()}
+    return RunSettings(teachers, teacher_dirs, students, arms, baselines,
+                       {"fraction": holdout.get("holdout_fraction", 0.0), "seed": holdout.get("holdout_seed", 0)},
+                       str(student_overrides.get("precision", "auto")), out)
 
 
 def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
                  settings: dict[str, Any] | None = None, teacher_only: bool = False,
                  command: str = "", baseline_views: str = "fresh", teacher_seed: int = 0) -> Summary | TeacherSummary:
-    """Teacher fine-tune -> student KD (per seed) [-> student without teacher] -> submission + report.
+    """Teacher fine-tune -> student KD (per seed) [-> students without teacher] -> submission + report.
 
     ``settings``: overrides (nested dict, as ``--set`` gives): for the student stages, except those under
-    ``teacher`` (for the teacher's fine-tune). ``baseline_views``: the student without a teacher trains on
-    ``fresh`` augmented views (``teacher: null``) or replays the teacher cache's ``cached`` views with their labels
+    ``teacher`` (for the teacher's fine-tune). ``baseline_views``: the students without a teacher train on
+    ``fresh`` augmented views (``teacher: null``) or replay the teacher cache's ``cached`` views with their labels
     alone (``distill_weight: 0``: the teacher's logits are never read; no augmentation during its epochs).
     ``teacher_seed``: the seed of the teacher's fine-tune and of its cache, whichever student ``seeds`` are asked for
     (a run given more seeds later reuses both)."""
-    import torch  # here, not at the top: `distill pipeline --help` starts without torch
-
-    from distill.checkpoint import atomic_write_text, load_trained
-    from distill.competition import competition_score, describe
-    from distill.evaluation import compare_files
-    from distill.precision import machine_info, resolve
     from distill.stage_checks import check_stages
-    from distill.stages import (
-        run_cache,
-        run_ensemble_eval,
-        run_fit,
-        run_predict,
-        student_stage,
-    )
+    from distill.stages import run_cache, run_ensemble_eval, run_fit, student_stage
 
     data_root = data_root or recipe.data_root()
-    data = {"data": {"root": data_root}}
-    teacher_overrides, student_overrides = split_settings(settings or {})
-    student_settings = merge(data, student_overrides)
-    # the teacher holds out exactly the images the students hold out (never trained on by any stage)
-    student_data = merge(recipe.data(), student_settings["data"])
-    holdout = {k: student_data[k] for k in HOLDOUT_KEYS if k in student_data}
-    # one fine-tune per teacher of the recipe (its own overrides, then --set, then the held-out images)
-    teacher_settings = [merge(merge(merge(data, member), teacher_overrides), {"data": holdout})
-                        for member in recipe.teachers()]
-    teacher_dirs = [out / ("teacher" if i == 0 else f"teacher_{i + 1}") for i in range(len(teacher_settings))]
-    with_teacher = merge(student_settings, {
-        "model": {"init_args": {"teacher": {"weights": teacher_weights([d / "model.pt" for d in teacher_dirs])}}},
-        "teacher_cache": {"cache_dir": str(out / "teacher_cache")}})
-    baselines = recipe.baselines() if baseline else {}
-    checked = check_stages(recipe, teacher_settings, with_teacher,  # a typo fails now, not after the fine-tune
-                           {name: merge(no_teacher(with_teacher, student_settings, baseline_views), arm)
-                            for name, arm in arm_overrides(baselines, baseline).items()})
+    run = compose(recipe, out, data_root, settings or {}, baseline, baseline_views)
+    checked = check_stages(recipe, run.teachers, run.students, run.no_teacher)  # a typo fails now, not after hours
     progress = plan_run(out, data_root, checked, [] if teacher_only else seeds)
-    t0 = time.time()
+    start = time.time()
     teachers = [progress.finished(folder.name, run_fit(recipe.configs("teacher"), folder, settings, teacher_seed))
-                for folder, settings in zip(teacher_dirs, teacher_settings)]
-    teacher = teachers[0]
+                for folder, settings in zip(run.teacher_dirs, run.teachers)]
     if teacher_only:
-        only = TeacherSummary(teacher.val_f1, [t.val_f1 for t in teachers], teacher.holdout_f1,
-                              teacher.last_holdout_f1, {"teacher": sum(t.seconds for t in teachers)},
-                              teacher.precision, machine_info(), command)
-        text = json.dumps(only.to_json(), indent=2)
-        atomic_write_text(out / "teacher_summary.json", text)
-        if results_json is not None:
-            atomic_write_text(results_json, text)
-        return only
-    with_teacher = merge(with_teacher, {"model": {"init_args": {"teacher": {
-        "weights": teacher_weights([t.model_file for t in teachers])}}}})
-    without_teacher = no_teacher(with_teacher, student_settings, baseline_views)
+        return write_summary(TeacherSummary.of(teachers, command), out, results_json)
     cache = progress.finished("teacher_cache",  # its own stage, before any student
-                              run_cache(recipe.configs("student"), with_teacher, teacher_seed))
-    if len(teachers) > 1:  # the ensemble the students learn from, scored as its members were
-        teacher = run_ensemble_eval(recipe.configs("student"), with_teacher, out / "teacher_ensemble", teachers)
-    kd = [progress.finished(f"student_kd/seed_{s}", student_stage(recipe, out, with_teacher, s)) for s in seeds]
-    arms = {name: merge(without_teacher, overrides) for name, overrides in arm_overrides(baselines, baseline).items()}
-    no_teacher_runs = {name: [progress.finished(f"{arm_folder(name)}/seed_{s}", run_fit(
-        recipe.configs("student"), out / arm_folder(name) / f"seed_{s}", settings, s)) for s in seeds]
-        for name, settings in arms.items()}
-    ce = no_teacher_runs.get(SAME_CONFIG, [])
+                              run_cache(recipe.configs("student"), run.students, teacher_seed))
+    teacher = teachers[0] if len(teachers) == 1 else run_ensemble_eval(  # an ensemble, scored as its members were
+        recipe.configs("student"), run.students, out / "teacher_ensemble", teachers)
+    kd = ArmResult([progress.finished(f"student_kd/seed_{s}", student_stage(recipe, out, run.students, s))
+                    for s in seeds])
+    arms = {name: ArmResult([progress.finished(f"{arm_folder(name)}/seed_{s}", run_fit(
+        recipe.configs("student"), out / arm_folder(name) / f"seed_{s}", settings, s)) for s in seeds])
+        for name, settings in run.no_teacher.items()}
+    submitted = submit(kd, out, data_root, predict_dir, layout)
+    summary = summarize(run, teachers, teacher, cache, kd, arms, submitted, seeds,
+                        {"command": command, "baseline_views": baseline_views if baseline else None}, start)
+    return write_summary(summary, out, results_json)
 
-    best = max(kd, key=lambda r: r.val_f1)  # one model, selected on the validation split
-    # the score of the mean student over seeds (the held-out F1 of the weights each seed exports), not of the seed
-    # val picked: what the recipe scores whichever seed a user runs
-    mean_kd = _mean([r.holdout_f1 for r in kd if r.holdout_f1 is not None])
-    estimate_f1 = best.holdout_f1 if best.holdout_f1 is not None else best.val_f1
+
+@dataclass(frozen=True)
+class Submitted:
+    """The one model a run submits (chosen on val F1 among the KD seeds) and what predict wrote."""
+
+    record: Any  # its stage's StageRecord
+    info: dict[str, Any]  # distill.competition.describe: MACs of both counters, params, rule violations
+    input_size: int
+    submission: Path | None
+    seconds: float
+
+
+def submit(kd: ArmResult, out: Path, data_root: str, predict_dir: Path | None, layout: str) -> Submitted:
+    """Predict ``data_root``'s ``test/NoLabel`` (or ``predict_dir``) with the KD seed of the best val F1."""
+    from distill.checkpoint import load_trained
+    from distill.competition import describe
+    from distill.stages import run_predict
+
+    best = max(kd.runs, key=lambda r: r.val_f1)  # one model, selected on the validation split
     student, meta = load_trained(best.model_file)
-    info = describe(student, meta["input_size"])
-    predict_dir = predict_dir or Path(data_root) / "test" / "NoLabel"
-    submission = None
-    t_predict = time.time()
-    if predict_dir.is_dir():
-        submission = run_predict(best, out, predict_dir, layout, data_root)
+    folder = predict_dir or Path(data_root) / "test" / "NoLabel"
+    start, submission = time.time(), None
+    if folder.is_dir():
+        submission = run_predict(best, out, folder, layout, data_root)
     else:
-        say(f"[pipeline] no prediction folder {predict_dir}: skipping the submission")
-    summary = Summary(
+        say(f"[pipeline] no prediction folder {folder}: skipping the submission")
+    return Submitted(best, describe(student, meta["input_size"]), meta["input_size"], submission,
+                     time.time() - start)
+
+
+def summarize(run: RunSettings, teachers: list[Any], teacher: Any, cache: Any, kd: ArmResult,
+              arms: dict[str, ArmResult], submitted: Submitted, seeds: list[int], how: dict[str, Any],
+              start: float) -> Summary:
+    """What the run found (``Summary``): the teacher(s), each arm, the comparisons, the submitted model, the costs."""
+    import torch
+
+    from distill.competition import competition_score
+    from distill.precision import machine_info, resolve
+
+    best, info = submitted.record, submitted.info
+    macs = info["macs_fvcore"]
+    ce = arms.get(SAME_CONFIG, ArmResult([]))
+    mean_kd = kd.mean("holdout_f1")  # the mean seed's score: what the recipe scores whichever seed a user runs
+    return Summary(
         teacher_f1=teacher.val_f1,  # the students' teacher: with several, their ensemble
-        teacher_members_f1=[t.val_f1 for t in teachers],
-        teacher_members_holdout_f1=[t.holdout_f1 for t in teachers],
-        student_kd_f1=_mean([r.val_f1 for r in kd]),
-        student_ce_f1=_mean([r.val_f1 for r in ce]),
-        student_kd_f1_per_seed=[r.val_f1 for r in kd],
-        student_ce_f1_per_seed=[r.val_f1 for r in ce],
-        teacher_holdout_f1=teacher.holdout_f1,
-        teacher_last_holdout_f1=teacher.last_holdout_f1,
-        student_kd_holdout_f1=_mean([r.holdout_f1 for r in kd if r.holdout_f1 is not None]),
-        student_ce_holdout_f1=_mean([r.holdout_f1 for r in ce if r.holdout_f1 is not None]),
-        student_kd_holdout_f1_per_seed=[r.holdout_f1 for r in kd],
-        student_ce_holdout_f1_per_seed=[r.holdout_f1 for r in ce],
-        kd_minus_ce_holdout=compare_files([(r.holdout_file,) for r in kd], [(r.holdout_file,) for r in ce],
-                                          "held-out images"),
-        student_kd_last_holdout_f1_per_seed=[r.last_holdout_f1 for r in kd],
-        student_ce_last_holdout_f1_per_seed=[r.last_holdout_f1 for r in ce],
-        kd_minus_ce_last_holdout=compare_files([(r.last_holdout_file,) for r in kd],
-                                               [(r.last_holdout_file,) for r in ce], "held-out images"),
-        # the last epochs on val + held-out images together (neither chose those weights): twice the images
-        kd_minus_ce_last_unseen=compare_files([(r.last_val_file, r.last_holdout_file) for r in kd],
-                                              [(r.last_val_file, r.last_holdout_file) for r in ce],
-                                              "val and held-out images"),
-        student_kd_last_val_f1_per_seed=[r.last_val_f1 for r in kd],
-        student_ce_last_val_f1_per_seed=[r.last_val_f1 for r in ce],
+        teacher_members_f1=[t.val_f1 for t in teachers], teacher_members_holdout_f1=[t.holdout_f1 for t in teachers],
+        teacher_holdout_f1=teacher.holdout_f1, teacher_last_holdout_f1=teacher.last_holdout_f1,
+        **kd.fields("kd"), **ce.fields("ce"), **kd_against(kd, ce),
         teacher_view_f1=cache.teacher_view_f1 if cache else None,  # on the cached views the students train on
         teacher_offclass_entropy=cache.teacher_offclass_entropy if cache else None,
-        student_kd_train_f1_per_seed=[r.train_f1 for r in kd],
-        student_ce_train_f1_per_seed=[r.train_f1 for r in ce],
-        seeds=seeds,
-        student_macs=info["macs_fvcore"], student_macs_competition=info["macs_competition"],
-        student_params=info["params"], student_input_size=meta["input_size"],
+        seeds=seeds, student_macs=macs, student_macs_competition=info["macs_competition"],
+        student_params=info["params"], student_input_size=submitted.input_size,
         student_rules_ok=not info["rule_violations"],
         # val chose the submitted seed, so its val F1 is the best of len(seeds): the held-out F1 (no stage chose on
         # it) estimates the score when there is a held-out split
-        score_estimate=competition_score(estimate_f1, info["macs_fvcore"]),
+        score_estimate=competition_score(best.val_f1 if best.holdout_f1 is None else best.holdout_f1, macs),
         score_estimate_from="held-out" if best.holdout_f1 is not None else "val",
         selected_student=best.model_file, selected_seed=best.seed, selected_val_f1=best.val_f1,
-        selected_holdout_f1=best.holdout_f1, submission=str(submission) if submission else None,
+        selected_holdout_f1=best.holdout_f1,
+        submission=str(submitted.submission) if submitted.submission else None,
         seconds={"teacher": sum(t.seconds for t in teachers),
                  "teacher_cache": cache.seconds if cache else 0.0,  # the stage: decoding, key, fill
-                 "teacher_cache_fill": (cache.fill_seconds if cache else 0.0) + sum(r.cache_fill_seconds for r in kd),
-                 "student_kd": [r.seconds for r in kd],
-                 "student_ce": [r.seconds for r in ce], "predict": time.time() - t_predict,
-                 "total_this_run": time.time() - t0},
-        precision={"teacher_fine_tune": teacher.precision, "student": sorted({str(r.precision) for r in kd + ce}),
+                 "teacher_cache_fill": (cache.fill_seconds if cache else 0.0) + sum(kd.per_seed("cache_fill_seconds")),
+                 "student_kd": kd.per_seed("seconds"), "student_ce": ce.per_seed("seconds"),
+                 "predict": submitted.seconds, "total_this_run": time.time() - start},
+        precision={"teacher_fine_tune": teacher.precision,
+                   "student": sorted({str(r.precision) for r in kd.runs + ce.runs}),
                    "teacher_forward": resolve("auto", "cuda" if torch.cuda.is_available() else "cpu")},
-        machine=machine_info(str(student_overrides.get("precision", "auto"))),
-        command=command,
-        baseline_views=baseline_views if baseline else None,
-        score_estimate_mean=competition_score(mean_kd, info["macs_fvcore"]) if mean_kd is not None else None,
-        no_teacher_arms={name: arm_summary(name, baselines.get(name, {}), runs)
-                         for name, runs in no_teacher_runs.items()},
-        kd_minus_best_no_teacher=against_best(kd, no_teacher_runs),
-        holdout={"fraction": holdout.get("holdout_fraction", 0.0), "seed": holdout.get("holdout_seed", 0)},
-        stages={os.path.relpath(r.model_file, out).rsplit("/", 1)[0]: r.fingerprint
-                for r in teachers + kd + [r for runs in no_teacher_runs.values() for r in runs] if r.model_file},
-        commit=library_commit(),
-    )
-    atomic_write_text(out / "summary.json", json.dumps(summary.to_json(), indent=2))
-    if results_json is not None:  # a committed result: files named relative to --out, not this machine's paths
+        machine=machine_info(run.precision), **how,
+        score_estimate_mean=competition_score(mean_kd, macs) if mean_kd is not None else None,
+        no_teacher_arms={name: arm_summary(name, run.baselines.get(name, {}), arm) for name, arm in arms.items()},
+        kd_minus_best_no_teacher=against_best(kd, arms), holdout=run.holdout,
+        stages={Path(os.path.relpath(r.model_file, run.out)).parent.as_posix(): r.fingerprint
+                for r in teachers + kd.runs + [r for arm in arms.values() for r in arm.runs] if r.model_file},
+        commit=library_commit())
+
+
+def write_summary(summary: Summary | TeacherSummary, out: Path, results_json: Path | None) -> Summary | TeacherSummary:
+    """``OUT/summary.json`` (``teacher_summary.json`` for a teacher-only run), and ``results_json`` where given: a
+    committed result, its files named relative to ``out``, not this machine's paths."""
+    from distill.checkpoint import atomic_write_text
+
+    name = "teacher_summary.json" if isinstance(summary, TeacherSummary) else "summary.json"
+    atomic_write_text(out / name, json.dumps(summary.to_json(), indent=2))
+    if results_json is not None:
         atomic_write_text(results_json, json.dumps(summary.to_json(relative_to=out), indent=2))
     return summary
 
@@ -270,29 +278,12 @@ def arm_folder(name: str) -> str:
     return "student_ce" if name == SAME_CONFIG else f"student_ce_{name}"
 
 
-def arm_summary(name: str, overrides: dict[str, Any], runs: list[Any]) -> dict[str, Any]:
+def arm_summary(name: str, overrides: dict[str, Any], arm: ArmResult) -> dict[str, Any]:
     """One no-teacher arm in ``summary.json``: its folder, its overrides as dotted keys, its held-out F1s."""
     from distill.fingerprint import flatten
 
-    per_seed = [r.last_holdout_f1 for r in runs]
-    known = [f for f in per_seed if f is not None]
-    return {"folder": arm_folder(name), "settings": flatten(overrides), "last_holdout_f1_per_seed": per_seed,
-            "last_holdout_f1": _mean(known)}
-
-
-def against_best(kd: list[Any], arms: dict[str, list[Any]]) -> dict[str, Any] | None:
-    """The teacher's students (last epochs) against the strongest no-teacher arm, the one of highest mean held-out F1
-    (chosen on the verdict's own images: a choice that can only favour the baseline): the hierarchical bootstrap
-    comparison and ``setting``, the arm's name; None without a no-teacher arm or held-out predictions."""
-    from distill.evaluation import compare_files
-
-    scored = {name: runs for name, runs in arms.items() if runs and all(r.last_holdout_f1 is not None for r in runs)}
-    if not scored:
-        return None
-    name = max(scored, key=lambda n: _mean([r.last_holdout_f1 for r in scored[n]]))
-    comparison = compare_files([(r.last_holdout_file,) for r in kd], [(r.last_holdout_file,) for r in scored[name]],
-                               "held-out images")
-    return None if comparison is None else {**comparison, "setting": name}
+    return {"folder": arm_folder(name), "settings": flatten(overrides),
+            "last_holdout_f1_per_seed": arm.per_seed("last_holdout_f1"), "last_holdout_f1": arm.mean("last_holdout_f1")}
 
 
 def teacher_weights(files: list[Path | str]) -> str | list[str]:

@@ -37,6 +37,69 @@ def _rounded(values: list[float | None]) -> list[float | None]:
     return [None if v is None else round(v, 4) for v in values]
 
 
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One arm's seed stages (``distill.stages.StageRecord``, one per seed, in seed order), as a summary reports an
+    arm: each figure per seed and its mean. An arm not trained has no runs: empty lists, None means."""
+
+    runs: list[Any]
+
+    def per_seed(self, figure: str) -> list[Any]:
+        return [getattr(r, figure) for r in self.runs]
+
+    def mean(self, figure: str) -> float | None:
+        return _mean(self.per_seed(figure))
+
+    def files(self, *figures: str) -> list[tuple[Any, ...]]:
+        """Per seed, the prediction files named (read as one set of images), for ``compare_files``."""
+        return [tuple(getattr(r, f) for f in figures) for r in self.runs]
+
+    def fields(self, arm: str) -> dict[str, Any]:
+        """The summary's keys of this arm (``arm``: ``kd`` or ``ce``)."""
+        return {f"student_{arm}_f1": self.mean("val_f1"), f"student_{arm}_f1_per_seed": self.per_seed("val_f1"),
+                f"student_{arm}_holdout_f1": self.mean("holdout_f1"),
+                f"student_{arm}_holdout_f1_per_seed": self.per_seed("holdout_f1"),
+                f"student_{arm}_last_holdout_f1_per_seed": self.per_seed("last_holdout_f1"),
+                f"student_{arm}_last_val_f1_per_seed": self.per_seed("last_val_f1"),
+                f"student_{arm}_train_f1_per_seed": self.per_seed("train_f1")}
+
+
+def kd_against(kd: ArmResult, ce: ArmResult) -> dict[str, Any]:
+    """The summary's comparisons of the KD students with a no-teacher arm (``distill.evaluation.compare_files``): the
+    selected and the last-epoch weights on the held-out images, and the last epochs on val + held-out together
+    (neither chose those weights: twice the images)."""
+    from distill.evaluation import compare_files
+
+    return {"kd_minus_ce_holdout": compare_files(kd.files("holdout_file"), ce.files("holdout_file"),
+                                                 "held-out images"),
+            "kd_minus_ce_last_holdout": compare_files(kd.files("last_holdout_file"), ce.files("last_holdout_file"),
+                                                      "held-out images"),
+            "kd_minus_ce_last_unseen": compare_files(kd.files("last_val_file", "last_holdout_file"),
+                                                     ce.files("last_val_file", "last_holdout_file"),
+                                                     "val and held-out images")}
+
+
+def against_best(kd: ArmResult, arms: dict[str, ArmResult]) -> dict[str, Any] | None:
+    """The KD students (last epochs) against the strongest no-teacher arm, the one of highest mean held-out F1 (chosen on
+    the verdict's own images: a choice that can only favour the baseline): the comparison and ``setting``, the arm's
+    name; None without a no-teacher arm or held-out predictions."""
+    from distill.evaluation import compare_files
+
+    scored = {name: arm for name, arm in arms.items()
+              if arm.runs and all(f is not None for f in arm.per_seed("last_holdout_f1"))}
+    if not scored:
+        return None
+    name = max(scored, key=lambda n: scored[n].mean("last_holdout_f1"))
+    comparison = compare_files(kd.files("last_holdout_file"), scored[name].files("last_holdout_file"),
+                               "held-out images")
+    return None if comparison is None else {**comparison, "setting": name}
+
+
 @dataclass
 class TeacherSummary:
     """``distill pipeline --teacher-only``: the teacher fine-tune(s) alone."""
@@ -50,8 +113,21 @@ class TeacherSummary:
     machine: dict[str, Any]
     command: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    @classmethod
+    def of(cls, teachers: list[Any], command: str = "") -> "TeacherSummary":
+        """The summary of the teacher fine-tunes' stage records (``distill.stages.StageRecord``)."""
+        from distill.precision import machine_info
+
+        first = teachers[0]
+        return cls(first.val_f1, [t.val_f1 for t in teachers], first.holdout_f1, first.last_holdout_f1,
+                   {"teacher": sum(t.seconds for t in teachers)}, first.precision, machine_info(), command)
+
+    def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The summary as JSON data; with ``relative_to``, its command's absolute paths relative to the working folder."""
+        data = asdict(self)
+        if relative_to is not None:
+            data["command"] = portable_command(self.command)
+        return data
 
 
 @dataclass
