@@ -102,77 +102,98 @@ class StageRecord:
 
 def run_fit(configs: list[Path], run_dir: Path, settings: dict[str, Any], seed: int) -> StageRecord:
     """One ``fit`` of the CLI into ``run_dir`` (reused if finished, resumed if interrupted)."""
-    from lightning.pytorch.callbacks import EarlyStopping
-
     from distill.cli import build_cli
 
-    record_path = run_dir / "stage.json"
     flat = stage_settings(configs, settings, seed)
     digest = check_same_stage(run_dir, flat)
-    if record_path.exists():
-        record = StageRecord.load(record_path)
-        if record.fingerprint is None:
-            say(f"[pipeline] {run_dir} was recorded before stage fingerprints: reused without checking its settings")
-        try:
-            load_trained(record.model_file)
-        except (OSError, ValueError) as err:  # a damaged or missing model file: rebuild the stage
-            say(f"[pipeline] stage {run_dir} is finished but its model does not load ({err}); running it again")
-        else:
-            say(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record.val_f1:.4f})")
-            return record
+    finished = finished_stage(run_dir)
+    if finished is not None:
+        return finished
     checkpoints = run_dir / "checkpoints"
-    args = merge(settings, {"seed_everything": seed, "trainer": {"default_root_dir": str(run_dir)},
-                            "checkpoint": {"dirpath": str(checkpoints)},
-                            "last_checkpoint": {"dirpath": str(checkpoints)}})
-    resume = checkpoints / "last.ckpt"
-    if resume.exists():
-        try:
-            read_model_file(resume)
-        except DamagedFileError as err:
-            say(f"[pipeline] {err}: starting the stage afresh (the damaged file is kept as last.ckpt.damaged)")
-            resume.replace(resume.with_name("last.ckpt.damaged"))
-    say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume.exists() else ""))
-    cli = build_cli(args, run=False, config_files=configs)
+    resume = resume_point(checkpoints / "last.ckpt")
+    say(f"[pipeline] fit {run_dir} (seed {seed})" + (f", resuming from {resume}" if resume else ""))
+    cli = build_cli(merge(settings, {"seed_everything": seed, "trainer": {"default_root_dir": str(run_dir)},
+                                     "checkpoint": {"dirpath": str(checkpoints)},
+                                     "last_checkpoint": {"dirpath": str(checkpoints)}}),
+                    run=False, config_files=configs)
     selection = cli.config_init["checkpoint"]
     check_selection(selection.monitor, selection.mode)  # before training (the pipeline checked it before any stage)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "settings.json", json.dumps({"fingerprint": digest, "settings": flat}, indent=1,
                                                             default=str))
-    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume.exists() else None)
-    seconds = cli.config_init["stage_clock"].seconds  # every run of the stage, an interrupted one's too
+    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume) if resume else None)
+    record = record_stage(cli, run_dir, seed, digest)
+    if record.holdout_f1 is not None:
+        say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {record.holdout_f1:.4f} "
+            f"(last epoch {record.last_holdout_f1:.4f})")
+    return record
+
+
+def finished_stage(run_dir: Path) -> StageRecord | None:
+    """The record of a stage finished in ``run_dir`` whose model file loads, or None (not finished, or to be run
+    again: its model file is damaged or missing)."""
+    if not (run_dir / "stage.json").exists():
+        return None
+    record = StageRecord.load(run_dir / "stage.json")
+    if record.fingerprint is None:
+        say(f"[pipeline] {run_dir} was recorded before stage fingerprints: reused without checking its settings")
+    try:
+        load_trained(record.model_file)
+    except (OSError, ValueError) as err:  # a damaged or missing model file: rebuild the stage
+        say(f"[pipeline] stage {run_dir} is finished but its model does not load ({err}); running it again")
+        return None
+    say(f"[pipeline] reusing finished stage {run_dir} (val macro F1 {record.val_f1:.4f})")
+    return record
+
+
+def resume_point(last: Path) -> Path | None:
+    """``last`` (an interrupted stage's ``last.ckpt``) to resume from, or None: none there, or damaged (then set aside
+    as ``last.ckpt.damaged`` and the stage starts afresh)."""
+    if not last.exists():
+        return None
+    try:
+        read_model_file(last)
+    except DamagedFileError as err:
+        say(f"[pipeline] {err}: starting the stage afresh (the damaged file is kept as last.ckpt.damaged)")
+        last.replace(last.with_name("last.ckpt.damaged"))
+        return None
+    return last
+
+
+def record_stage(cli: Any, run_dir: Path, seed: int, digest: str) -> StageRecord:
+    """After a stage's fit: its selected weights exported as ``model.pt``, scored on the held-out split (the selected
+    and the last epoch's weights) and the last epoch's on the val split, and the record written to ``stage.json``."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    selection, datamodule, trainer = cli.config_init["checkpoint"], cli.datamodule, cli.trainer
     model, meta = load_trained(selection.best_model_path)
-    data = cli.datamodule.hparams  # the images no stage trained on, for `distill report`
+    data = datamodule.hparams  # the images no stage trained on, for `distill report`
     exported = save_trained(run_dir / "model.pt", model, meta["model"], meta["num_classes"], meta["class_names"],
                             base_size=meta["base_size"],
                             holdout={"fraction": data.holdout_fraction, "seed": data.holdout_seed},
                             # a cross-fitted teacher's fold (the images it never trained on), checked where it is used
                             **({"cross_fit": {"fold": data.cross_fit_fold, "folds": data.cross_fit_folds}}
                                if data.get("cross_fit_fold") is not None else {}))
-    logged = cli.trainer.callback_metrics
+    logged = {key: float(trainer.callback_metrics[key]) for key in ("val/f1", "train/f1")
+              if key in trainer.callback_metrics}
     if selection.monitor == "val/f1" and selection.best_model_score is not None:
         val_f1 = float(selection.best_model_score)
     else:  # the last epoch is the selected one (check_selection): its val F1 is the last one logged
-        val_f1 = float(logged["val/f1"]) if "val/f1" in logged else meta["val_f1"]
-    holdout_f1, holdout_file = score_split(model, cli.datamodule, "holdout", run_dir / "holdout.json")
-    last_holdout_f1, last_holdout_file = score_split(cli.model.net, cli.datamodule, "holdout",
-                                                        run_dir / "holdout_last.json")
-    stopped_on_val = any(isinstance(c, EarlyStopping) for c in cli.trainer.callbacks)  # then val chose the last
-    _, last_val_file = (None, None) if stopped_on_val else score_split(cli.model.net, cli.datamodule, "val",
-                                                                           run_dir / "val_last.json")
-    record = StageRecord(val_f1=float(val_f1), seconds=seconds, checkpoint=str(selection.best_model_path),
-                         config=str(Path(cli.trainer.log_dir) / "config.yaml"), model_file=str(exported), seed=seed,
-                         input_size=meta["input_size"], base_size=meta["base_size"],
-                         cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds,
-                         holdout_f1=holdout_f1, holdout_file=holdout_file,
-                         last_holdout_f1=last_holdout_f1, last_holdout_file=last_holdout_file,
-                         last_val_file=last_val_file,
-                         train_f1=float(logged["train/f1"]) if "train/f1" in logged else None,
-                         last_val_f1=float(logged["val/f1"]) if "val/f1" in logged else None,
-                         precision=str(cli.trainer.precision), fingerprint=digest)
-    record.save(record_path)
-    if holdout_f1 is not None:
-        say(f"[pipeline] {run_dir}: val macro F1 {record.val_f1:.4f} (selected), held-out {holdout_f1:.4f} "
-            f"(last epoch {last_holdout_f1:.4f})")
+        val_f1 = logged.get("val/f1", meta["val_f1"])
+    holdout_f1, holdout_file = score_split(model, datamodule, "holdout", run_dir / "holdout.json")
+    last_holdout_f1, last_holdout_file = score_split(cli.model.net, datamodule, "holdout", run_dir / "holdout_last.json")
+    stopped_on_val = any(isinstance(c, EarlyStopping) for c in trainer.callbacks)  # then val chose the last
+    _, last_val_file = (None, None) if stopped_on_val else score_split(cli.model.net, datamodule, "val",
+                                                                       run_dir / "val_last.json")
+    record = StageRecord(val_f1=float(val_f1), seconds=cli.config_init["stage_clock"].seconds,  # every run of it
+                         checkpoint=str(selection.best_model_path), config=str(Path(trainer.log_dir) / "config.yaml"),
+                         model_file=str(exported), seed=seed, input_size=meta["input_size"],
+                         base_size=meta["base_size"], cache_fill_seconds=cli.config_init["teacher_cache"].fill_seconds,
+                         holdout_f1=holdout_f1, holdout_file=holdout_file, last_holdout_f1=last_holdout_f1,
+                         last_holdout_file=last_holdout_file, last_val_file=last_val_file,
+                         train_f1=logged.get("train/f1"), last_val_f1=logged.get("val/f1"),
+                         precision=str(trainer.precision), fingerprint=digest)
+    record.save(run_dir / "stage.json")
     return record
 
 
