@@ -384,3 +384,28 @@ def test_a_resumed_fit_counts_the_seconds_of_its_earlier_runs(tmp_path, monkeypa
     resumed.load_state_dict(torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]["StageClock"])
     now[0] += 20.0
     assert resumed.seconds == 120.0 and first.seconds == 150.0
+
+
+def test_averaged_weights_are_what_a_stage_exports(demo_root, tmp_path):
+    """Lightning's EMAWeightAveraging in trainer.callbacks: checkpoints hold the averaged weights, the model ends
+    training with them, and the exported student (distill.checkpoint.load_trained) is that plain student."""
+    import torch
+
+    from distill.checkpoint import load_trained
+
+    out = tmp_path / "run"
+    cli = build_cli({"data": {"root": str(demo_root), "image_size": 32, "batch_size": 16},
+                     "model": {"init_args": {"student": "nano", "input_size": 32, "teacher": None}},
+                     "trainer": {"max_epochs": 2, "limit_train_batches": 3, "default_root_dir": str(out),
+                                 "enable_progress_bar": False, "logger": False, "callbacks": [
+                                     {"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging",
+                                      "init_args": {"decay": 0.5}}]},
+                     "checkpoint": {"monitor": "epoch", "mode": "max", "dirpath": str(out / "ck")},
+                     "last_checkpoint": {"dirpath": str(out / "ck")}}, run=False)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    saved = torch.load(cli.config_init["checkpoint"].best_model_path, weights_only=False)
+    key = next(k for k in saved["state_dict"] if k.endswith("weight"))
+    assert not torch.equal(saved["state_dict"][key], saved["current_model_state"][key])  # averaged, not the last
+    assert torch.equal(cli.model.state_dict()[key], saved["state_dict"][key])
+    exported, _ = load_trained(cli.config_init["checkpoint"].best_model_path)
+    assert torch.equal(exported.state_dict()[key.removeprefix("net.")], saved["state_dict"][key])
