@@ -3,6 +3,7 @@
 ``create_model`` is the one factory, over one registry of names (``register_model``, ``list_models``);
 ``model_definition`` is what a checkpoint stores to rebuild a model.
 """
+from . import presets  # noqa: F401  (registers the student presets)
 from .common import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .deploy import fuse_bn, reparameterize
 from .factory import create_model, model_definition

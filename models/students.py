@@ -13,6 +13,8 @@ Block types:
 - ``ds``: depthwise-separable: depthwise kxk conv, BN, act, then 1x1 conv, BN, act.
 - ``ir``: MobileNetV2 inverted residual: 1x1 expand (``expand`` x), depthwise kxk, linear 1x1
   project; identity shortcut when stride 1 and channels match.
+- ``shuffle``: ShuffleNet's unit: grouped 1x1 (``groups``), channel shuffle (no MACs), depthwise kxk, grouped 1x1;
+  identity shortcut when stride 1 and channels match.
 
 ``rep: N`` trains every conv + BN of the student as an over-parameterised block (``models.reparam``: N parallel
 k x k branches, a 1 x 1 branch and an identity) that ``reparameterize`` folds exactly into the plain student
@@ -26,7 +28,7 @@ sees every multiply-add.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -34,7 +36,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .common import Preprocess
-from .registry import lookup, register_model
+from .registry import lookup
 from .reparam import RepConvBN, merged_conv
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
@@ -51,6 +53,7 @@ class Stage:
     repeats: int = 1
     expand: float = 1.0
     kernel: int = 3
+    groups: int = 1  # of a shuffle block's 1 x 1 convs (the other blocks take 1)
 
 
 @dataclass
@@ -84,7 +87,7 @@ class StudentSpec:
                 if bad:
                     raise ValueError(f"student spec: stage {i} has unknown keys {sorted(bad)}")
                 stages.append(Stage(**s))
-            else:  # compact row: [block, out, stride, repeats, expand, kernel]
+            else:  # compact row: [block, out, stride, repeats, expand, kernel, groups]
                 stages.append(Stage(*s))
         return cls(stages=stages, **data)
 
@@ -109,6 +112,9 @@ class StudentSpec:
                 raise ValueError(f"student spec: stage {i} block={s.block!r}; choose one of {sorted(BLOCKS)}")
             if s.out < 1 or s.repeats < 1 or s.stride not in (1, 2) or s.kernel % 2 == 0:
                 raise ValueError(f"student spec: stage {i} has invalid values {s}")
+            if (s.block == "shuffle") != (s.groups > 1) or s.groups < 1:
+                raise ValueError(f"student spec: stage {i} groups={s.groups}: a shuffle block takes groups >= 2, "
+                                 "the other blocks groups 1")
         if self.input_size < self.total_stride:
             raise ValueError(
                 f"student spec: input_size={self.input_size} is smaller than the network's total stride "
@@ -163,6 +169,33 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
+class ShuffleBlock(nn.Module):
+    """ShuffleNet's unit without its concat path: a grouped 1 x 1 conv, a channel shuffle (a reshape and a transpose,
+    no MACs), a depthwise k x k conv that carries the stride, and a grouped 1 x 1 conv to ``cout``; an identity shortcut
+    (a tensor addition) when the stride is 1 and the channels match. ``groups`` divides the channel counts: each 1 x 1
+    conv costs ``1 / groups`` of a dense one, and the shuffle lets the next group see every group's channels."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: float, kernel: int, act: str, rep: int = 0,
+                 rep_form: str = "bn", groups: int = 4):
+        super().__init__()
+        hidden = _channels(cout * expand, 1.0)
+        if cin % groups or hidden % groups or cout % groups:
+            raise ValueError(f"student spec: a shuffle block of {cin} -> {hidden} -> {cout} channels cannot be split "
+                             f"into groups={groups}: choose groups that divide every channel count")
+        self.groups = groups
+        self.reduce = conv_bn_act(cin, hidden, 1, 1, groups, act, rep, rep_form)
+        self.depthwise = conv_bn_act(hidden, hidden, kernel, stride, hidden, None, rep, rep_form)
+        self.project = conv_bn_act(hidden, cout, 1, 1, groups, None, rep, rep_form)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.reduce(x)
+        b, c, h, w = y.shape  # channel shuffle: group-major order to channel-major order
+        y = y.reshape(b, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+        y = self.project(self.depthwise(y))
+        return x + y if self.residual else y
+
+
 def _conv_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act: str, rep: int = 0,
                 rep_form: str = "bn") -> nn.Module:
     return conv_bn_act(cin, cout, kernel, stride, 1, act, rep, rep_form)
@@ -175,7 +208,8 @@ def _ds_block(cin: int, cout: int, stride: int, expand: float, kernel: int, act:
 
 
 # block name -> builder(cin, cout, stride, expand, kernel, act[, rep, rep_form]); a new block type is one entry here
-BLOCKS: dict[str, Callable[..., nn.Module]] = {"conv": _conv_block, "ds": _ds_block, "ir": InvertedResidual}
+BLOCKS: dict[str, Callable[..., nn.Module]] = {"conv": _conv_block, "ds": _ds_block, "ir": InvertedResidual,
+                                               "shuffle": ShuffleBlock}
 
 
 class Student(nn.Module):
@@ -199,6 +233,8 @@ class Student(nn.Module):
                 stride = stage.stride if r == 0 else 1
                 # a builder without ``rep`` still serves rep: 0
                 extra = {"rep": spec.rep, "rep_form": spec.rep_form} if spec.rep else {}
+                if stage.groups > 1:
+                    extra["groups"] = stage.groups
                 layers.append(BLOCKS[stage.block](cin, cout, stride, stage.expand, stage.kernel, spec.act, **extra))
                 cin = cout
         if spec.head:
@@ -225,111 +261,6 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
-
-
-def _s(block: str, out: int, stride: int = 1, repeats: int = 1, expand: float = 1.0, kernel: int = 3) -> Stage:
-    return Stage(block, out, stride, repeats, expand, kernel)
-
-
-# Registered presets, smallest first. MACs (fvcore, at the preset's input size) are checked by tests.
-@register_model(kind="student")
-def pico() -> StudentSpec:
-    """106,876 MACs (fvcore, 9 classes; 106,684 with 6) at 64 px, the 0.1 MMAC budget: ``nano``'s first four
-    stages behind a 3 x 3 stride-3 stem (every input pixel seen once, a 22 x 22 first map); the 64-px views of a
-    cache made for ``nano`` or ``tiny`` serve it unchanged."""
-    return StudentSpec(64, stem=4, stem_stride=3, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64)])
-
-
-@register_model(kind="student")
-def pico_orepa() -> StudentSpec:
-    """``pico`` trained with ``rep: 2`` merged branches (as ``tiny_orepa``), folded at export into plain ``pico``
-    (106,876 MACs, 9 classes)."""
-    return replace(pico(), rep=2, rep_form="linear")
-
-
-@register_model(kind="student")
-def nano() -> StudentSpec:
-    """325,728 MACs (fvcore, 9 classes) at 64 px: depthwise-separable stages, narrow stem."""
-    return StudentSpec(64, stem=4, stages=[_s("ds", 8, 2), _s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64), _s("ds", 96)])
-
-
-@register_model(kind="student")
-def nano_orepa() -> StudentSpec:
-    """``nano`` trained with ``rep: 2`` branches in the ``linear`` form (as ``tiny_orepa``), folded at export into plain
-    ``nano``: 325,728 MACs (fvcore, 9 classes)."""
-    return replace(nano(), rep=2, rep_form="linear")
-
-
-@register_model(kind="student")
-def micro() -> StudentSpec:
-    """539,264 MACs (fvcore, 9 classes) at 64 px."""
-    return StudentSpec(64, stem=8, stages=[_s("ds", 16, 2), _s("ds", 32, 2), _s("ds", 64, 2), _s("ds", 128)])
-
-
-@register_model(kind="student")
-def tiny() -> StudentSpec:
-    """911,744 MACs (fvcore, 9 classes; 911,360 with 6) at 64 px: the default student for a 1 MMAC budget."""
-    return StudentSpec(64, stem=8, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
-                                           _s("ds", 128)])
-
-
-@register_model(kind="student")
-def tiny_hidden() -> StudentSpec:
-    """980,736 MACs (fvcore, 9 classes; 979,200 with 6) at 64 px: ``tiny`` plus a 512-unit Linear + ReLU after
-    pooling (MobileNetV3's last stage), which costs its size once per image instead of once per pixel."""
-    return replace(tiny(), hidden=512)
-
-
-@register_model(kind="student")
-def tiny96() -> StudentSpec:
-    """911,744 MACs (fvcore, 9 classes; 911,360 with 6) at 96 px: ``tiny``'s layers behind a 3x3 stride-3 stem, so
-    the same 32 x 32 first feature map (and the same MACs) is computed from 2.25x the input pixels."""
-    return replace(tiny(), input_size=96, stem_stride=3)
-
-
-@register_model(kind="student")
-def tiny_rep() -> StudentSpec:
-    """``tiny`` trained with ``rep: 2`` (every conv + BN as two k x k branches, a 1 x 1 branch and an identity BN),
-    folded at export into plain ``tiny``: 911,744 MACs (fvcore, 9 classes; 911,360 with 6) at 64 px deployed, 49,726
-    parameters while training (6 classes); a training step costs about twice plain ``tiny``'s."""
-    return replace(tiny(), rep=2)
-
-
-@register_model(kind="student")
-def tiny_orepa() -> StudentSpec:
-    """``tiny_rep``'s branches trained in the ``linear`` form (OREPA): scaled kernels merged before one conv + BN per
-    layer, so a training step costs about what plain ``tiny``'s does; folded at export into plain ``tiny``
-    (911,744 MACs, 9 classes)."""
-    return replace(tiny(), rep=2, rep_form="linear")
-
-
-@register_model(kind="student")
-def tiny96_orepa() -> StudentSpec:
-    """``tiny96`` (``tiny``'s layers behind a 3 x 3 stride-3 stem at 96 px) trained with ``tiny_orepa``'s merged
-    branches, folded at export into plain ``tiny96``: 911,744 MACs (fvcore, 9 classes), 2.25x the pixels of ``tiny``."""
-    return replace(tiny96(), rep=2, rep_form="linear")
-
-
-@register_model(kind="student")
-def tiny96_hidden_orepa() -> StudentSpec:
-    """``tiny96_orepa`` plus a 256-unit Linear + ReLU after pooling (as ``tiny_hidden``, half its width): a parameter
-    after pooling costs one MAC, a conv's one per pixel of its map (33,792 more of each with 6 classes); folded at
-    export into plain ``tiny96`` + the hidden layer: 945,664 MACs (fvcore, 9 classes)."""
-    return replace(tiny96_orepa(), hidden=256)
-
-
-@register_model(kind="student")
-def small() -> StudentSpec:
-    """2,086,128 MACs (fvcore, 9 classes) at 80 px."""
-    return StudentSpec(80, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
-                                            _s("ds", 96), _s("ds", 192)])
-
-
-@register_model(kind="student")
-def base() -> StudentSpec:
-    """5,512,464 MACs (fvcore, 9 classes) at 112 px: inverted residuals in the last stages."""
-    return StudentSpec(112, stem=12, stages=[_s("ds", 24, 2), _s("ds", 48, 2), _s("ds", 48), _s("ds", 96, 2),
-                                             _s("ir", 96, 1, 1, 2), _s("ds", 192)])
 
 
 def student_spec(spec: str | dict | StudentSpec, input_size: int | None = None, width: float | None = None) -> StudentSpec:

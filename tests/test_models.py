@@ -30,7 +30,8 @@ def test_preset_macs_are_exact(name):
 PLAIN = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d,
          nn.Flatten, nn.Dropout, nn.Linear, nn.Identity)
 SPEC = {"input_size": 64, "stem": 8, "act": "hardswish", "stages": [
-    {"block": "conv", "out": 8, "stride": 2}, ["ir", 16, 2, 2, 3], {"block": "ds", "out": 16, "kernel": 5}], "head": 32}
+    {"block": "conv", "out": 8, "stride": 2}, ["ir", 16, 2, 2, 3], {"block": "ds", "out": 16, "kernel": 5},
+    {"block": "shuffle", "out": 32, "stride": 2, "groups": 4}, ["shuffle", 32, 1, 1, 1.0, 3, 2]], "head": 32}
 
 
 def non_plain_leaves(model: nn.Module) -> list[str]:
@@ -314,3 +315,42 @@ def test_complexity_describes_a_branched_student_as_deployed():
     assert count_params(branched) > count_params(plain)
     assert describe(branched, 64) == describe(plain, 64)
     assert describe(plain, 64)["macs_fvcore"] == 911_360
+
+
+@pytest.mark.parametrize("form", ["bn", "linear"])
+def test_a_shuffle_block_is_a_grouped_unit_whose_shuffle_is_a_permutation(form):
+    """The shuffle block: grouped 1 x 1 convs at 1/groups of a dense one's MACs, a channel shuffle that moves values
+    and computes nothing (both counters agree, the rules pass), folded exactly from its branched training form."""
+    from distill.models import reparameterize
+    from distill.models.students import ShuffleBlock
+
+    from distill import check_rules, competition_macs, count_macs
+
+    block = ShuffleBlock(8, 8, 1, 1.0, 3, "relu", groups=4).eval()
+    x = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        y = block.reduce(x)
+        order = [g * 2 + j for j in range(2) for g in range(4)]  # 4 groups of 2: channel-major after the shuffle
+        assert torch.equal(block(x), x + block.project(block.depthwise(y[:, order])))
+    assert block.reduce[0].weight.shape == (8, 2, 1, 1)  # grouped: each output sees 8 / 4 inputs, 1/4 of the MACs
+    spec = {"input_size": 32, "stem": 8, "stages": [["shuffle", 16, 2, 1, 1.0, 3, 4], ["shuffle", 16, 1, 2, 1.0, 3, 4]],
+            "rep": 2, "rep_form": form}
+    torch.manual_seed(0)
+    branched = create_model(spec, 5)
+    optimizer = torch.optim.SGD(branched.parameters(), lr=0.1)
+    for _ in range(3):
+        loss = branched(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    branched.eval()
+    plain = reparameterize(branched)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(branched(x), plain(x), atol=1e-5)
+    assert check_rules(plain, 32) == [] and non_plain_leaves(plain) == []
+    assert abs(count_macs(plain, 32).total - competition_macs(plain, 32)) <= 10  # the head's bias, as for every student
+    with pytest.raises(ValueError, match="groups"):
+        create_model({"input_size": 32, "stem": 8, "stages": [["shuffle", 16, 2, 1, 1.0, 3, 3]]}, 5)
+    with pytest.raises(ValueError, match="groups"):
+        create_model({"input_size": 32, "stem": 8, "stages": [["ds", 16, 2, 1, 1.0, 3, 4]]}, 5)
