@@ -116,6 +116,9 @@ def pipeline_parser() -> argparse.ArgumentParser:
                              "the teacher cache's views with labels only (no augmentation during training)")
     parser.add_argument("--predict-dir", type=Path, help="images to predict (default DATA/test/NoLabel)")
     parser.add_argument("--layout", choices=["csv", "competition"], default="csv")
+    parser.add_argument("--final", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the verdict, train the submitted student (the seed val chose) once more with the "
+                             "held-out images too and submit it (default); --no-final submits the verdict's model")
     parser.add_argument("--teacher-only", action="store_true",
                         help="stop after fine-tuning the teacher (its figures: OUT/teacher_summary.json)")
     parser.add_argument("--results-json", type=Path, help="also write the summary here")

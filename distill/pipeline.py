@@ -90,11 +90,15 @@ class RunSettings:
     holdout: dict[str, Any]  # data.holdout_fraction / holdout_seed of the students
     precision: str  # the students' ``precision`` setting
     out: Path
+    # the submitted student's second training, on every labelled image the recipe trains on (held-out ones too), with
+    # its own cache of the teacher's outputs on them; None without a held-out split, for a prune recipe, or when off
+    final: dict[str, Any] | None = None
 
 
 def compose(recipe: Recipe, out: Path, data_root: str, settings: dict[str, Any], baseline: bool,
-            baseline_views: str) -> RunSettings:
-    """Every stage's overrides: ``--set`` keys under ``teacher`` for the fine-tune(s), the others for the students."""
+            baseline_views: str, final: bool = False) -> RunSettings:
+    """Every stage's overrides: ``--set`` keys under ``teacher`` for the fine-tune(s), the others for the students;
+    ``final``: the submitted student trained once more with the held-out images (``RunSettings.final``)."""
     data = {"data": {"root": data_root}}
     teacher_overrides, student_overrides = split_settings(settings)
     student_settings = merge(data, student_overrides)
@@ -111,15 +115,19 @@ def compose(recipe: Recipe, out: Path, data_root: str, settings: dict[str, Any],
     baselines = recipe.baselines() if baseline else {}
     without = no_teacher(students, student_settings, baseline_views)
     arms = {name: merge(without, overrides) for name, overrides in arm_overrides(baselines, baseline).items()}
-    return RunSettings(teachers, teacher_dirs, students, arms, baselines,
-                       {"fraction": holdout.get("holdout_fraction", 0.0), "seed": holdout.get("holdout_seed", 0)},
-                       str(student_overrides.get("precision", "auto")), out)
+    held = {"fraction": holdout.get("holdout_fraction", 0.0), "seed": holdout.get("holdout_seed", 0)}
+    everything = merge(students, {"data": {"holdout_fraction": 0.0},
+                                  "teacher_cache": {"cache_dir": str(out / "teacher_cache_final")}})
+    return RunSettings(teachers, teacher_dirs, students, arms, baselines, held,
+                       str(student_overrides.get("precision", "auto")), out,
+                       everything if final and held["fraction"] > 0 and recipe.prune() is None else None)
 
 
 def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[int], baseline: bool,
                  predict_dir: Path | None, layout: str = "csv", results_json: Path | None = None,
                  settings: dict[str, Any] | None = None, teacher_only: bool = False,
-                 command: str = "", baseline_views: str = "fresh", teacher_seed: int = 0) -> Summary | TeacherSummary:
+                 command: str = "", baseline_views: str = "fresh", teacher_seed: int = 0,
+                 final: bool = False) -> Summary | TeacherSummary:
     """Teacher fine-tune -> student KD (per seed) [-> students without teacher] -> submission + report.
 
     ``settings``: overrides (nested dict, as ``--set`` gives): for the student stages, except those under
@@ -127,14 +135,16 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     ``fresh`` augmented views (``teacher: null``) or replay the teacher cache's ``cached`` views with their labels
     alone (``distill_weight: 0``: the teacher's logits are never read; no augmentation during its epochs).
     ``teacher_seed``: the seed of the teacher's fine-tune and of its cache, whichever student ``seeds`` are asked for
-    (a run given more seeds later reuses both)."""
+    (a run given more seeds later reuses both). ``final``: after the verdict, train the submitted student (the seed val
+    chose, its settings) once more on the held-out images too, and submit that one (``distill pipeline``'s default);
+    the verdict's figures stay those of the held-out runs."""
     from distill.stage_checks import check_stages
     from distill.stages import run_cache, run_ensemble_eval, run_fit, student_stage
 
     data_root = data_root or recipe.data_root()
-    run = compose(recipe, out, data_root, settings or {}, baseline, baseline_views)
+    run = compose(recipe, out, data_root, settings or {}, baseline, baseline_views, final)
     checked = check_stages(recipe, run.teachers, run.students, run.no_teacher)  # a typo fails now, not after hours
-    progress = plan_run(out, data_root, checked, [] if teacher_only else seeds)
+    progress = plan_run(out, data_root, checked, [] if teacher_only else seeds, run.final is not None)
     start = time.time()
     teachers = [progress.finished(folder.name, run_fit(recipe.configs("teacher"), folder, settings, teacher_seed))
                 for folder, settings in zip(run.teacher_dirs, run.teachers)]
@@ -149,38 +159,54 @@ def run_pipeline(recipe: Recipe, out: Path, data_root: str | None, seeds: list[i
     arms = {name: ArmResult([progress.finished(f"{arm_folder(name)}/seed_{s}", run_fit(
         recipe.configs("student"), out / arm_folder(name) / f"seed_{s}", settings, s)) for s in seeds])
         for name, settings in run.no_teacher.items()}
-    submitted = submit(kd, out, data_root, predict_dir, layout)
+    chosen = max(kd.runs, key=lambda r: r.val_f1)  # one model, selected on the validation split
+    last = train_final(recipe, run, chosen.seed, teacher_seed, progress) if run.final is not None else None
+    submitted = submit(chosen, last, out, data_root, predict_dir, layout)
     summary = summarize(run, teachers, teacher, cache, kd, arms, submitted, seeds,
                         {"command": command, "baseline_views": baseline_views if baseline else None}, start)
     return write_summary(summary, out, results_json)
 
 
+def train_final(recipe: Recipe, run: RunSettings, seed: int, teacher_seed: int, progress: Any) -> Any:
+    """The submitted student once more, the chosen ``seed`` and settings, on every image the recipe trains on with the
+    held-out ones added, taught from a cache of the teacher's outputs on all of them (the teacher itself never saw the
+    held-out images); its stage record."""
+    from distill.stages import run_cache, run_fit
+
+    progress.finished("teacher_cache_final", run_cache(recipe.configs("student"), run.final, teacher_seed))
+    return progress.finished("student_final", run_fit(recipe.configs("student"), run.out / "student_final" /
+                                                      f"seed_{seed}", run.final, seed))
+
+
 @dataclass(frozen=True)
 class Submitted:
-    """The one model a run submits (chosen on val F1 among the KD seeds) and what predict wrote."""
+    """The one model a run submits and what predict wrote: the KD seed val chose (``chosen``), or its second training
+    on the held-out images too (``record`` then differs from ``chosen``)."""
 
-    record: Any  # its stage's StageRecord
+    chosen: Any  # the verdict's StageRecord of the seed val chose
+    record: Any  # the StageRecord of the model predicted with
     info: dict[str, Any]  # distill.competition.describe: MACs of both counters, params, rule violations
     input_size: int
     submission: Path | None
     seconds: float
 
 
-def submit(kd: ArmResult, out: Path, data_root: str, predict_dir: Path | None, layout: str) -> Submitted:
-    """Predict ``data_root``'s ``test/NoLabel`` (or ``predict_dir``) with the KD seed of the best val F1."""
+def submit(chosen: Any, final: Any, out: Path, data_root: str, predict_dir: Path | None, layout: str) -> Submitted:
+    """Predict ``data_root``'s ``test/NoLabel`` (or ``predict_dir``) with ``final`` where there is one (the chosen seed
+    trained on the held-out images too), else with ``chosen``."""
     from distill.checkpoint import load_trained
     from distill.competition import describe
     from distill.stages import run_predict
 
-    best = max(kd.runs, key=lambda r: r.val_f1)  # one model, selected on the validation split
-    student, meta = load_trained(best.model_file)
+    record = final or chosen
+    student, meta = load_trained(record.model_file)
     folder = predict_dir or Path(data_root) / "test" / "NoLabel"
     start, submission = time.time(), None
     if folder.is_dir():
-        submission = run_predict(best, out, folder, layout, data_root)
+        submission = run_predict(record, out, folder, layout, data_root)
     else:
         say(f"[pipeline] no prediction folder {folder}: skipping the submission")
-    return Submitted(best, describe(student, meta["input_size"]), meta["input_size"], submission,
+    return Submitted(chosen, record, describe(student, meta["input_size"]), meta["input_size"], submission,
                      time.time() - start)
 
 
@@ -193,7 +219,7 @@ def summarize(run: RunSettings, teachers: list[Any], teacher: Any, cache: Any, k
     from distill.competition import competition_score
     from distill.precision import machine_info, resolve
 
-    best, info = submitted.record, submitted.info
+    best, info = submitted.chosen, submitted.info
     macs = info["macs_fvcore"]
     ce = arms.get(SAME_CONFIG, ArmResult([]))
     mean_kd = kd.mean("holdout_f1")  # the mean seed's score: what the recipe scores whichever seed a user runs
@@ -214,6 +240,9 @@ def summarize(run: RunSettings, teachers: list[Any], teacher: Any, cache: Any, k
         selected_student=best.model_file, selected_seed=best.seed, selected_val_f1=best.val_f1,
         selected_holdout_f1=best.holdout_f1,
         submission=str(submitted.submission) if submitted.submission else None,
+        submitted_student=submitted.record.model_file,
+        submitted_trained_on=("every labelled image the recipe trains on, the held-out ones too" if submitted.record
+                              is not best else "the verdict's training images (the held-out ones left out)"),
         seconds={"teacher": sum(t.seconds for t in teachers),
                  "teacher_cache": cache.seconds if cache else 0.0,  # the stage: decoding, key, fill
                  "teacher_cache_fill": (cache.fill_seconds if cache else 0.0) + sum(kd.per_seed("cache_fill_seconds")),
@@ -227,7 +256,8 @@ def summarize(run: RunSettings, teachers: list[Any], teacher: Any, cache: Any, k
         no_teacher_arms={name: arm_summary(name, run.baselines.get(name, {}), arm) for name, arm in arms.items()},
         kd_minus_best_no_teacher=against_best(kd, arms), holdout=run.holdout,
         stages={Path(os.path.relpath(r.model_file, run.out)).parent.as_posix(): r.fingerprint
-                for r in teachers + kd.runs + [r for arm in arms.values() for r in arm.runs] if r.model_file},
+                for r in [*teachers, *kd.runs, *(r for arm in arms.values() for r in arm.runs), submitted.record]
+                if r.model_file},
         commit=library_commit())
 
 
@@ -243,9 +273,12 @@ def write_summary(summary: Summary | TeacherSummary, out: Path, results_json: Pa
     return summary
 
 
-def plan_run(out: Path, data_root: str, checked: Any, seeds: list[int]) -> Any:
+def plan_run(out: Path, data_root: str, checked: Any, seeds: list[int], final: bool = False) -> Any:
     """The run's plan (``distill.run_estimate``), said before its first stage: the teacher fine-tune(s), and with
-    ``seeds`` the cache fill, the KD students and every no-teacher arm; stages finished in ``out`` cost nothing."""
+    ``seeds`` the cache fill, the KD students, every no-teacher arm and, with ``final``, the submitted student's second
+    cache and training; stages finished in ``out`` cost nothing (the final one's seed is known after the verdict)."""
+    import copy
+
     from distill.run_estimate import RunProgress, estimate_run
 
     students = {f"student_kd/seed_{s}": checked.student for s in seeds}
@@ -253,7 +286,15 @@ def plan_run(out: Path, data_root: str, checked: Any, seeds: list[int]) -> Any:
                      for s in seeds})
     names = ["teacher", *(f"teacher_{i + 1}" for i in range(1, len(checked.teachers))), "teacher_cache", *students]
     finished = {name for name in names if (out / name / "stage.json").is_file()}
-    return RunProgress(estimate_run(data_root, checked.teachers, students if seeds else {}, finished, out))
+    everything = None
+    if final and seeds:
+        everything = copy.deepcopy(checked.student)
+        everything.data.holdout_fraction = 0.0
+        if any((out / "student_final").glob("seed_*/stage.json")):
+            finished |= {"teacher_cache_final", "student_final"}
+        elif (out / "teacher_cache_final" / "stage.json").is_file():
+            finished.add("teacher_cache_final")
+    return RunProgress(estimate_run(data_root, checked.teachers, students if seeds else {}, finished, out, everything))
 
 
 def no_teacher(with_teacher: dict[str, Any], student_settings: dict[str, Any], views: str) -> dict[str, Any]:
@@ -332,7 +373,7 @@ def run(args: argparse.Namespace) -> None:
     with OutputLock(out, command):
         summary = run_pipeline(recipe, out, data_root, args.seeds, args.baseline, args.predict_dir, args.layout,
                                args.results_json, settings, args.teacher_only, command, args.baseline_views,
-                               args.teacher_seed)
+                               args.teacher_seed, args.final)
     if isinstance(summary, TeacherSummary):
         print(f"teacher val macro F1: {summary.teacher_f1:.4f} ({summary.seconds['teacher']:.0f} s)")
         return

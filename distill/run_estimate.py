@@ -122,10 +122,11 @@ def build(definition: Any, num_classes: int, init_args: Any) -> tuple[torch.nn.M
 
 
 def estimate_run(root: str | Path, teacher_configs: list[Any], student_configs: dict[str, Any],
-                 finished: set[str], out: Path | None = None) -> list[StageEstimate]:
+                 finished: set[str], out: Path | None = None, final: Any = None) -> list[StageEstimate]:
     """The stages of a run in order: teacher fine-tune(s), the cache fill, then each student stage of
-    ``student_configs`` (stage name -> parsed config); a stage named in ``finished`` costs nothing, one interrupted in
-    ``out`` only its epochs left."""
+    ``student_configs`` (stage name -> parsed config), then with ``final`` (the submitted student's config on every
+    image) its cache fill and training; a stage named in ``finished`` costs nothing, one interrupted in ``out`` only
+    its epochs left."""
     from distill.layout import read_layout
 
     classes = len(read_layout(root)[0])
@@ -142,15 +143,21 @@ def estimate_run(root: str | Path, teacher_configs: list[Any], student_configs: 
     first = next(iter(student_configs.values()), None)
     teacher = first.model.init_args.get("teacher") if first is not None else None
     cache = first.teacher_cache if first is not None else None
-    if teacher is not None and cache.enabled and "teacher_cache" in finished:
-        plan.append(StageEstimate("teacher_cache", 0.0, "finished"))
-    elif teacher is not None and cache.enabled:
-        images = labelled_images(root, first.data)
+    fills = {"teacher_cache": first} | ({"teacher_cache_final": final} if final is not None else {})
+    per_image = None
+    for name, config in fills.items() if teacher is not None and cache.enabled else ():
+        if name in finished:
+            plan.append(StageEstimate(name, 0.0, "finished"))
+            continue
+        images = labelled_images(root, config.data)
         net, size = build(teacher.name, classes, {"input_size": teacher.input_size})
-        per_image = seconds_per_forward(net, size, cache.backend)
-        plan.append(StageEstimate("teacher_cache", images * cache.views * per_image,
+        per_image = per_image or seconds_per_forward(net, size, cache.backend)
+        plan.append(StageEstimate(name, images * cache.views * per_image,
                                   f"{images} images x {cache.views} views, the teacher's forward at {size} px"))
-    for name, config in student_configs.items():
+    stages = dict(student_configs)
+    if final is not None:
+        stages["student_final"] = final
+    for name, config in stages.items():
         if name in finished:
             plan.append(StageEstimate(name, 0.0, "finished"))
             continue

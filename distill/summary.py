@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-PORTABLE = ("selected_student", "submission")  # the file paths a committed result writes relative to --out
+PORTABLE = ("selected_student", "submission", "submitted_student")  # the file paths a committed result writes relative to --out
 
 
 def portable_command(command: str, cwd: Path | None = None) -> str:
@@ -185,6 +185,8 @@ class Summary:
     holdout: dict[str, Any] = field(default_factory=dict)  # the held-out split: data.holdout_fraction and _seed
     stages: dict[str, str | None] = field(default_factory=dict)  # each stage folder's settings fingerprint
     commit: str | None = None  # the library's git commit, where it runs from a checkout
+    submitted_student: str | None = None  # the model predict wrote the submission with
+    submitted_trained_on: str | None = None  # its training images: the verdict's, or the held-out ones too
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
         """The summary as JSON data; with ``relative_to`` its file paths relative to that folder and the absolute
@@ -247,6 +249,9 @@ class Summary:
                      + (f", no teacher {', '.join(f'{s:.0f}' for s in seconds['student_ce'])}"
                         if seconds["student_ce"] else ""))
         lines.append(f"student model             : {self.selected_student}")
+        if self.submitted_student and self.submitted_student != self.selected_student:
+            lines.append(f"submitted model           : {self.submitted_student} (seed {self.selected_seed} trained "
+                         f"on {self.submitted_trained_on})")
         lines.append(f"submission                : {self.submission}")
         lines.append(f"summary                   : {out / 'summary.json'}")
         return "\n".join(lines)

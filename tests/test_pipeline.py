@@ -300,3 +300,28 @@ def test_every_shipped_recipe_parses_and_target_is_trashnets_on_other_data(demo_
     assert [p.parent.name for p in target.configs("student")] == ["base", "trashnet", "target"]
     assert target.data() == {**trashnet.data(), "root": "/path/to/target/data"}
     assert target.data("teacher") == {**trashnet.data("teacher"), "root": "/path/to/target/data"}
+
+
+def test_the_submitted_student_trains_once_more_on_the_held_out_images_too(demo_root, tmp_path, quick_pipeline,
+                                                                           capsys):
+    """--final (the command's default): after the verdict the seed val chose trains again, its own settings, on every
+    image including the held-out ones (with the teacher's outputs on them cached), and that model is submitted; the
+    verdict's figures stay those of the held-out runs."""
+    out = tmp_path / "out"
+    summary = run_pipeline(Recipe.find("demo"), out, str(demo_root), seeds=[0, 1], baseline=False, predict_dir=None,
+                           settings=quick_pipeline, final=True, results_json=tmp_path / "result.json")
+    said = capsys.readouterr().out
+    final = out / "student_final" / f"seed_{summary.selected_seed}"
+    assert summary.submitted_student == str(final / "model.pt") != summary.selected_student
+    assert "held-out ones too" in summary.submitted_trained_on and "student_final" in summary.report(out)
+    assert "[estimate] this run: 6 stage(s) to run" in said and "[progress] student_final done: 6 of 6" in said
+    settings = json.loads((final / "settings.json").read_text())["settings"]
+    assert settings["data.holdout_fraction"] == 0.0 and settings["seed_everything"] == summary.selected_seed
+    cached = json.loads((out / "teacher_cache_final" / "stage.json").read_text())["images"]
+    assert cached > json.loads((out / "teacher_cache" / "stage.json").read_text())["images"]  # the held-out added
+    report = json.loads((out / "report.json").read_text())
+    assert report["checkpoint"].startswith(str(final))  # the submission's model
+    record = StageRecord.load(out / "student_kd" / f"seed_{summary.selected_seed}" / "stage.json")
+    assert summary.selected_holdout_f1 == record.holdout_f1  # the verdict: the held-out run's own figure
+    assert json.loads((tmp_path / "result.json").read_text())["submitted_student"] == (
+        f"student_final/seed_{summary.selected_seed}/model.pt")
