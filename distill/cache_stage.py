@@ -50,11 +50,8 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
     None when that fit has nothing to cache (no teacher, or ``teacher_cache.enabled: false``)."""
     import numpy as np
 
-    from distill.cache import fill_teacher_cache
-    from distill.cache.callback import teacher_folds
     from distill.cli import build_cli
     from distill.evaluation import offclass_entropy
-    from distill.teacher import frozen_teacher
 
     start = time.time()
     cli = build_cli(args, run=False, config_files=config_files)
@@ -62,11 +59,7 @@ def fill_cache(args: list[str] | dict[str, Any], config_files: list[str | Path] 
     if not callback.enabled or callback.teacher is None:
         return None
     datamodule.setup("fit")
-    filled = fill_teacher_cache(frozen_teacher(callback.teacher, datamodule.num_classes), datamodule.train_images,
-                                datamodule.num_classes, callback.student_size, callback.settings,
-                                callback.settings.folder(cli.trainer.default_root_dir),
-                                cli.trainer.strategy.root_device, datamodule.hparams.num_workers,
-                                folds=teacher_folds(callback.teacher, datamodule))
+    filled = callback.fill(datamodule, cli.trainer.default_root_dir, cli.trainer.strategy.root_device)
     cache = filled.cache
     path = cache.stem.parent / "stage.json"
     # the last fill's time, as its progress files recorded it (they travel with the folder): this run's or a reused one's

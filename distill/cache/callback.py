@@ -1,6 +1,7 @@
 """The teacher-output cache as a data source: ``CacheSettings`` (what to record), ``fill_teacher_cache`` (fill,
-resume or reuse the cache of a teacher on a training set: a function of the two) and ``TeacherCache``, the training
-callback that runs that function when ``fit`` starts and gives the data module the cache as its training set."""
+resume or reuse the cache of a teacher on a training set: a function of the two) and ``TeacherCache``, whose ``fill``
+is the one path to a cache for a teacher and a data module (a ``fit`` calls it when it starts and gives the data module
+the cache as its training set; ``distill cache`` calls it alone)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -134,19 +135,28 @@ class TeacherCache(Callback):
         self.cache: ViewCache | None = None
         self.fill_seconds = 0.0  # wall time of the fill this fit ran (0 when it found the cache complete)
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        source = self.teacher if self.teacher is not None else getattr(pl_module, "teacher_source", None)
-        if stage != "fit" or not self.enabled or source is None:
-            return  # nothing to distil from (a fine-tune, or no teacher): plain training
-        student_size = self.student_size or pl_module.student.preprocess.input_size
-        datamodule = trainer.datamodule
+    def fill(self, datamodule: Any, default_root_dir: str | Path, device: torch.device | str = "cpu",
+             rank: int = 0, world_size: int = 1, barrier: Callable[[str], None] = lambda name: None,
+             teacher: Any = None, student_size: int | None = None) -> FilledCache:
+        """Fill (or reuse, or resume) the cache of this callback's teacher (or ``teacher``) on the training images of
+        ``datamodule`` (a ``WasteDataModule`` set up for fit), the views stored at the student's input size: the one
+        path to the teacher's outputs, for a ``fit`` (``setup``) and for ``distill cache`` alike."""
+        source = teacher if teacher is not None else self.teacher
         images = getattr(datamodule, "train_images", None)
         if images is None:
             raise RuntimeError("TeacherCache needs a WasteDataModule passed to fit (datamodule=...), set up for fit")
         filled = fill_teacher_cache(
-            frozen_teacher(source, datamodule.num_classes), images, datamodule.num_classes, student_size,
-            self.settings, self.settings.folder(trainer.default_root_dir), trainer.strategy.root_device,
-            datamodule.hparams.num_workers, trainer.global_rank, trainer.world_size, trainer.strategy.barrier,
-            teacher_folds(source, datamodule))
+            frozen_teacher(source, datamodule.num_classes), images, datamodule.num_classes,
+            student_size or self.student_size, self.settings, self.settings.folder(default_root_dir), device,
+            datamodule.hparams.num_workers, rank, world_size, barrier, teacher_folds(source, datamodule))
         self.cache, self.fill_seconds = filled.cache, filled.fill_seconds
-        datamodule.use_teacher_outputs(filled.cache.dataset())
+        return filled
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        source = self.teacher if self.teacher is not None else getattr(pl_module, "teacher_source", None)
+        if stage != "fit" or not self.enabled or source is None:
+            return  # nothing to distil from (a fine-tune, or no teacher): plain training
+        filled = self.fill(trainer.datamodule, trainer.default_root_dir, trainer.strategy.root_device,
+                           trainer.global_rank, trainer.world_size, trainer.strategy.barrier, source,
+                           self.student_size or pl_module.student.preprocess.input_size)
+        trainer.datamodule.use_teacher_outputs(filled.cache.dataset())  # the training set: the cached views
