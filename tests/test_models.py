@@ -193,12 +193,30 @@ def test_folding_a_training_student_leaves_it_in_training_mode():
     assert not any(m.training for m in plain.modules())
 
 
+def folds_exactly(branched: nn.Module, size: int) -> nn.Module:
+    """Train a branched student a little (so every BN has its own statistics and affine values), fold it, and check
+    the plain student computes what the branched one does (to float rounding); returns the plain one."""
+    from distill.models import reparameterize
+
+    optimizer = torch.optim.SGD(branched.parameters(), lr=0.1)
+    for _ in range(3):
+        loss = branched(torch.randn(8, 3, size, size)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    branched.eval()
+    plain = reparameterize(branched)
+    x = torch.randn(5, 3, size, size)
+    with torch.no_grad():
+        assert torch.allclose(branched(x), plain(x), atol=1e-5)
+    return plain
+
+
 @pytest.mark.parametrize("form", ["bn", "linear"])
 def test_rep_student_folds_exactly_into_the_plain_student(tmp_path, form):
     """``rep: 2`` trains extra branches; the deployed model is the plain ``tiny``: same layers, same MACs,
     same outputs as the branched one (to float rounding), and that is what a model file holds. The ``linear`` form
     trains them with one conv + BN per layer, as many as the deployed student has."""
-    from distill.models import reparameterize
     from distill.models.reparam import MergedBranches, RepConvBN
 
     from distill import check_rules, count_macs
@@ -213,17 +231,7 @@ def test_rep_student_folds_exactly_into_the_plain_student(tmp_path, form):
         assert sum(isinstance(m, MergedBranches) for m in branched.modules()) == 11
         convs = [m for m in branched.modules() if isinstance(m, nn.Conv2d)]
         assert len(convs) == sum(isinstance(m, nn.Conv2d) for m in create_model("tiny", 6).modules())
-    optimizer = torch.optim.SGD(branched.parameters(), lr=0.1)
-    for _ in range(3):  # train a little so every BN has its own statistics and affine values
-        loss = branched(torch.randn(8, 3, 64, 64)).logsumexp(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    branched.eval()
-    plain = reparameterize(branched)
-    x = torch.randn(5, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(branched(x), plain(x), atol=1e-5)
+    plain = folds_exactly(branched, 64)
     reference = create_model("tiny", 6)
     assert [type(m) for m in plain.modules()] == [type(m) for m in reference.modules()]
     assert count_macs(plain, 64).total == count_macs(reference, 64).total == 911_360
@@ -232,6 +240,7 @@ def test_rep_student_folds_exactly_into_the_plain_student(tmp_path, form):
     loaded, meta = load_trained(path)
     assert meta["model"]["rep"] == 0 and meta["model"]["rep_form"] == "bn"
     assert set(loaded.state_dict()) == set(reference.state_dict())
+    x = torch.randn(5, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(loaded(x), branched(x), atol=1e-5)
     with pytest.raises(ValueError, match="rep must be"):
@@ -321,7 +330,6 @@ def test_complexity_describes_a_branched_student_as_deployed():
 def test_a_shuffle_block_is_a_grouped_unit_whose_shuffle_is_a_permutation(form):
     """The shuffle block: grouped 1 x 1 convs at 1/groups of a dense one's MACs, a channel shuffle that moves values
     and computes nothing (both counters agree, the rules pass), folded exactly from its branched training form."""
-    from distill.models import reparameterize
     from distill.models.students import ShuffleBlock
 
     from distill import check_rules, competition_macs, count_macs
@@ -336,18 +344,7 @@ def test_a_shuffle_block_is_a_grouped_unit_whose_shuffle_is_a_permutation(form):
     spec = {"input_size": 32, "stem": 8, "stages": [["shuffle", 16, 2, 1, 1.0, 3, 4], ["shuffle", 16, 1, 2, 1.0, 3, 4]],
             "rep": 2, "rep_form": form}
     torch.manual_seed(0)
-    branched = create_model(spec, 5)
-    optimizer = torch.optim.SGD(branched.parameters(), lr=0.1)
-    for _ in range(3):
-        loss = branched(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    branched.eval()
-    plain = reparameterize(branched)
-    x = torch.randn(3, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(branched(x), plain(x), atol=1e-5)
+    plain = folds_exactly(create_model(spec, 5), 32)
     assert check_rules(plain, 32) == [] and non_plain_leaves(plain) == []
     assert abs(count_macs(plain, 32).total - competition_macs(plain, 32)) <= 10  # the head's bias, as for every student
     with pytest.raises(ValueError, match="groups"):
