@@ -210,7 +210,8 @@ def readme_commands() -> list[list[str]]:
     import re
     import shlex
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text() + (root / "docs" / "guide.md").read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -242,7 +243,7 @@ def test_readme_layer_table_is_the_enforced_one():
     """README.md's table of layers names every module of each layer of ``LAYERS`` in that layer's row."""
     import re
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text()  # the README's guide
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| ([a-z ]+) \| (.+) \|$", readme, re.M)}
     assert [name for name, _ in LAYERS] == [name for name in rows if name in dict(LAYERS)]
     for layer, modules in LAYERS:
